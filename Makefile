@@ -1,0 +1,38 @@
+# hearthgate — `make demo` shows it working, `make test` proves it.
+# Both bootstrap what they need on a fresh Debian / Raspberry Pi OS machine:
+# python3-venv and mosquitto from apt when missing, then a virtualenv in .venv.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: demo test bench faults lint install uninstall system-deps clean
+
+system-deps:
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; }
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { $(APT) update -qq && $(APT) install -y -qq mosquitto; }
+
+$(STAMP): pyproject.toml | system-deps
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: system-deps $(STAMP)
+	$(VENV)/bin/hearthgate demo
+
+test: system-deps $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: system-deps $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,103 @@
+"""What every driver is given and what it must be.
+
+A *bus runtime* owns one physical or logical link (a serial port, an MQTT
+connection, GPIO pins). A *driver* speaks one protocol to the devices of that
+protocol on one bus, through the bus runtime, and emits `Observation`s. Both
+have an `async run()` that the supervisor owns; raising from it means "crashed,
+restart me with backoff". Neither knows about rules or the uplink.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.clock import Clock
+from gateway.model import Instant, Observation, ObservationValue
+
+if TYPE_CHECKING:
+    from gateway.config import DeviceConfig
+
+log = logging.getLogger("hearthgate.drivers")
+
+
+class BusRuntime(Protocol):
+    async def run(self) -> None:
+        """Own the link until cancelled (reopen it when it drops); may return at once."""
+
+
+class Driver(Protocol):
+    async def run(self) -> None:
+        """Poll or listen until cancelled, emitting observations through the context."""
+
+
+@dataclass
+class DriverContext:
+    """The gateway as a driver sees it: a clock, a sink for observations, error counters."""
+
+    clock: Clock
+    sink: Callable[[Observation], None]
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _reachable: dict[str, bool] = field(default_factory=dict)
+
+    def emit(
+        self,
+        device: DeviceConfig,
+        metric: str,
+        value: ObservationValue,
+        *,
+        at: Instant | None = None,
+        attrs: dict[str, Any] | None = None,
+        unit: str | None = None,
+    ) -> Observation:
+        """Hand one normalized reading to the gateway; never blocks."""
+        obs = Observation(
+            device_id=device.id,
+            site_id=device.site,
+            metric=metric,
+            value=value,
+            at=at if at is not None else self.clock.now(),
+            unit=unit,
+            attrs=attrs or {},
+        )
+        self.sink(obs)
+        return obs
+
+    def frame_error(
+        self, device_id: str | None, kind: str, data: bytes = b"", detail: str = ""
+    ) -> None:
+        """Count a bad frame/payload (per device and kind); log the first at info, the rest at
+        debug, always with hex, so a noisy line cannot flood the journal."""
+        key = (device_id or "-", kind)
+        self.errors[key] += 1
+        level = logging.INFO if self.errors[key] == 1 else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "bad input from %s: %s%s%s",
+                device_id or "unknown device",
+                kind,
+                f" ({detail})" if detail else "",
+                f" [{data[:256].hex(' ')}]" if data else "",
+                extra={"device_id": device_id, "error_kind": kind},
+            )
+
+    def set_reachable(self, device: DeviceConfig, reachable: bool, reason: str = "") -> None:
+        """Report a device (un)reachable; emits an `alive` observation only on a change."""
+        if self._reachable.get(device.id) == reachable:
+            return
+        self._reachable[device.id] = reachable
+        if not reachable:
+            log.warning(
+                "device %s unreachable%s", device.id, f": {reason}" if reason else "",
+                extra={"device_id": device.id},
+            )
+        self.emit(device, "alive", reachable, attrs={"reason": reason} if reason else None)
+
+    def error_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return sum(self.errors.values())
+        return sum(n for (d, _), n in self.errors.items() if d == device_id)

@@ -1,0 +1,157 @@
+"""The configuration: one YAML file, validated into frozen pydantic models (contract §2).
+
+Buses, devices and rules are written flat in YAML (`{id: x, type: serial, port: ...}`);
+the keys beyond the common ones are validated by the option model that the bus
+type, protocol or rule type registered (gateway/registry.py) and kept in `.options`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from gateway.durations import Duration
+from gateway.registry import Options
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+GATEWAY_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(Section):
+    id: str = Field(pattern=GATEWAY_ID_PATTERN)
+    timezone: str = "Asia/Shanghai"
+    data_dir: Path = Path("/var/lib/hearthgate")
+    language: Literal["zh", "en"] = "zh"
+    # Telemetry rows kept while the uplink is down; the oldest go first past this.
+    telemetry_buffer: int = Field(default=200_000, ge=1000, le=10_000_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone '{value}' (use an IANA name like Asia/Shanghai)"
+            ) from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class TlsSection(Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class UplinkSection(Section):
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    topic_prefix: str = "hearthgate"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TlsSection | None = None
+    keepalive: Duration = 30.0
+    telemetry_qos: Literal[0, 1] = 1
+    telemetry_interval: Duration = 10.0  # how long readings are gathered into one message
+    devices_interval: Duration = 60.0  # how often P/devices is refreshed at the least
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+
+class BusConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    type: str
+    options: Options
+
+
+class DeviceConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    site: str
+    kind: str
+    protocol: str
+    bus: str
+    name: str | None = None
+    # Silence after which the device counts as offline in P/devices.
+    offline_after: Duration | None = None
+    options: Options
+
+
+class RuleConfig(Section):
+    type: str
+    options: Options
+
+
+class SiteConfig(Section):
+    id: str = Field(pattern=ID_PATTERN)
+    resident: str | None = None
+    name: str | None = None
+    rules: tuple[RuleConfig, ...] = ()
+
+
+class GatewayConfig(Section):
+    gateway: GatewaySection
+    uplink: UplinkSection
+    buses: tuple[BusConfig, ...] = ()
+    devices: tuple[DeviceConfig, ...] = ()
+    sites: tuple[SiteConfig, ...] = ()
+    source: Path | None = None
+
+    def bus(self, bus_id: str) -> BusConfig:
+        return next(b for b in self.buses if b.id == bus_id)
+
+    def site(self, site_id: str) -> SiteConfig:
+        return next(s for s in self.sites if s.id == site_id)
+
+    def summary(self) -> str:
+        rules = sum(len(s.rules) for s in self.sites)
+        return (
+            f"{len(self.devices)} devices, {len(self.buses)} buses, "
+            f"{len(self.sites)} sites, {rules} rules"
+        )
+
+
+class ConfigProblem(BaseModel):
+    file: str
+    line: int
+    col: int
+    message: str
+    hint: str | None = None
+
+    def format(self) -> str:
+        text = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        return text + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(p.format() for p in problems))
+        self.problems = problems
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a config file; raise ConfigError with positions on any problem."""
+    from gateway.config_loader import load
+
+    return load(Path(path))
+
+
+def parse_config_data(data: dict[str, Any], source: Path | None = None) -> GatewayConfig:
+    """Validate already-parsed data (tests, demo); raises ConfigError without positions."""
+    from gateway.config_loader import validate_data
+
+    return validate_data(data, source)
+

@@ -1,0 +1,76 @@
+"""`sos` and `fall`: raised the moment the device says so; only a person clears them.
+
+One press is one alert: while an alert is open, further presses (or the radio's
+repeats of one press) are part of it. The platform's acknowledgement clears it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from gateway.model import Instant, Observation, Severity, isoformat
+from gateway.registry import RuleSpec, register_rule
+from rules.base import Raise, Rule, RuleOptions, Signal
+
+
+class SosOptions(RuleOptions):
+    pass
+
+
+class SosRule(Rule):
+    type_name: ClassVar[str] = "sos"
+    metric: ClassVar[str] = "sos"
+    default_severity = Severity.CRITICAL
+    clear_on_ack = True
+
+    def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        if obs.metric != self.metric or obs.value is not True:
+            return []
+        details = {"pressed_at": isoformat(obs.at.wall, self.site.timezone)}
+        if "action" in obs.attrs:
+            details["action"] = obs.attrs["action"]
+        return [
+            Raise(
+                key="",
+                message=self.t("紧急呼叫（SOS）", "Emergency call (SOS)"),
+                device_ids=(obs.device_id,),
+                details=details,
+            )
+        ]
+
+
+class FallRule(SosRule):
+    type_name: ClassVar[str] = "fall"
+    metric: ClassVar[str] = "fall"
+
+    def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        return [
+            Raise(
+                key=s.key,
+                message=self.t("检测到跌倒", "Fall detected"),
+                device_ids=s.device_ids,
+                details=s.details,
+            )
+            for s in super().on_observation(obs, now)
+            if isinstance(s, Raise)
+        ]
+
+
+register_rule(
+    RuleSpec(
+        "sos",
+        SosOptions,
+        SosRule,
+        kinds=frozenset({"sos_button"}),
+        description="an SOS press raises a critical alert at once; cleared when acknowledged",
+    )
+)
+register_rule(
+    RuleSpec(
+        "fall",
+        SosOptions,
+        FallRule,
+        kinds=frozenset({"fall_sensor", "sos_button"}),
+        description="a fall report raises a critical alert at once; cleared when acknowledged",
+    )
+)

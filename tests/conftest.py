@@ -1,0 +1,29 @@
+"""Shared fixtures: a real mosquitto on a free port, a simulated clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SimulatedClock
+from gateway.local_broker import MosquittoBroker
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A fresh mosquitto for one test; `broker.stop()` / `broker.start()` make an outage."""
+    b = MosquittoBroker(tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock()
