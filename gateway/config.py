@@ -31,6 +31,11 @@ class GatewaySection(Section):
     language: Literal["zh", "en"] = "zh"
     # Telemetry rows kept while the uplink is down; the oldest go first past this.
     telemetry_buffer: int = Field(default=200_000, ge=1000, le=10_000_000)
+    # Prometheus metrics: an HTTP listener ("127.0.0.1:9108") and/or a textfile for
+    # node_exporter's textfile collector. Both off by default.
+    metrics_listen: str | None = None
+    metrics_textfile: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("timezone")
     @classmethod
@@ -99,6 +104,9 @@ class SiteConfig(Section):
     id: str = Field(pattern=ID_PATTERN)
     resident: str | None = None
     name: str | None = None
+    # A named default rule set (rules/profiles.py); `rules:` entries of the same type
+    # override the profile's.
+    profile: str | None = None
     rules: tuple[RuleConfig, ...] = ()
 
 
