@@ -285,16 +285,22 @@ def _step_times(step: Step, start_local: datetime, horizon: float) -> Iterator[f
         t += every
 
 
+def _numbered(
+    order: int, step: Step, times: Iterator[float]
+) -> Iterator[tuple[float, int, int, Step]]:
+    for i, t in enumerate(times):
+        yield t, order, i, step
+
+
 def timeline(scenario: Scenario, start_wall: datetime, horizon: float) -> Iterator[ScenarioAction]:
     """Every action within `horizon` seconds of `start_wall`, in time order (ties: file order).
 
     Devices that went `silent` do nothing more until an `online` step."""
     start_local = start_wall.astimezone(scenario.tz)
-    streams = []
-    for order, step in enumerate(scenario.steps):
-        streams.append(
-            ((t, order, i, step) for i, t in enumerate(_step_times(step, start_local, horizon)))
-        )
+    streams = [
+        _numbered(order, step, _step_times(step, start_local, horizon))
+        for order, step in enumerate(scenario.steps)
+    ]
     silent: set[str] = set()
     for t, _, i, step in heapq.merge(*streams):
         if step.device in silent and step.do != "online":

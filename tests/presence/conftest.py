@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drivers.base import DriverContext
+from drivers.simulators.links import PtyLink
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, parse_config_data
 from gateway.model import Observation
@@ -49,16 +51,15 @@ def make_ctx(clock: Clock) -> tuple[DriverContext, Collector]:
 
 
 @pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    """A pseudo-terminal: (master fd for the simulator, slave path for the gateway's bus)."""
-    import tty
+async def pty(tmp_path: Path) -> AsyncIterator[PtyLink]:
+    """A pseudo-terminal: the simulator's side is the link, the gateway's bus opens link.path."""
+    link = PtyLink(tmp_path / "ttyPRESENCE")
+    yield link
+    link.unplug()
 
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    path = os.ttyname(slave)
-    try:
-        yield master, path
-    finally:
-        os.close(master)
-        os.close(slave)
+
+async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
+    """Wait (real time: the line is real) for a condition; fail after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - plain attributes, no event to wait on
+            await asyncio.sleep(0.01)
