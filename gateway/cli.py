@@ -151,7 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse hands a REMAINDER positional nothing when the first word after the
+    # command is an option (`hearthgate demo --speed 600`); those commands take them.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command not in ("demo", "simulate"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*extra, *args.args]
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -1,0 +1,61 @@
+"""A scaled clock whose pace can change while things sleep on it (for `hearthgate demo`).
+
+`ScaledClock` fixes its factor for good, and a sleeper converts its wait to real
+seconds once. The demo needs to change pace: real pace while brokers, ports and
+the gateway connect, then an hour a second for the day, then real pace again
+for a clean stop. A driver that went to sleep for a 5-minute poll at real pace
+must wake in a twelfth of a second once the day speeds up, so sleepers here
+re-aim whenever the pace changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime, timedelta
+
+from gateway.model import Instant
+
+
+class PacedClock:
+    """Simulated time running `factor` times faster than the machine's; `set_pace` changes it."""
+
+    def __init__(self, start: datetime | None = None, factor: float = 1.0) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self.factor = factor
+        self._wall0 = start if start is not None else datetime.now(UTC)
+        self._real_anchor = time.monotonic()
+        self._mono_anchor = 0.0
+        self._paced: asyncio.Event | None = None
+
+    def now(self) -> Instant:
+        mono = self._mono_anchor + (time.monotonic() - self._real_anchor) * self.factor
+        return Instant(mono, self._wall0 + timedelta(seconds=mono))
+
+    def set_pace(self, factor: float) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self._mono_anchor = self.now().mono
+        self._real_anchor = time.monotonic()
+        self.factor = factor
+        if self._paced is not None:
+            # Wake every sleeper; each one re-computes its real wait at the new pace.
+            self._paced.set()
+            self._paced = None
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self.now().mono + max(0.0, seconds))
+
+    async def sleep_until(self, mono: float) -> None:
+        while True:
+            remaining = mono - self.now().mono
+            if remaining <= 0:
+                await asyncio.sleep(0)
+                return
+            if self._paced is None:
+                self._paced = asyncio.Event()
+            paced = self._paced
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(paced.wait(), remaining / self.factor)
