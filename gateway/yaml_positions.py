@@ -193,10 +193,19 @@ class _Builder:
             built = self.build(src, (*loc, "<<"))
             if not isinstance(built, dict):
                 continue
+            src_loc = (*loc, "<<")
             for key, value in built.items():
                 if key not in out:
                     out[key] = value
-                    self.smap.keys.setdefault((*loc, key), _mark(src))
+                    self._copy_positions((*src_loc, key), (*loc, key))
+
+    def _copy_positions(self, src: Loc, dst: Loc) -> None:
+        """Merged keys report problems where they are written: in the anchored mapping."""
+        n = len(src)
+        for table in (self.smap.keys, self.smap.values):
+            for path, mark in list(table.items()):
+                if path[:n] == src:
+                    table.setdefault((*dst, *path[n:]), mark)
 
     def _secret(self, node: Any, loc: Loc) -> Any:
         from ruamel.yaml.nodes import ScalarNode
