@@ -25,6 +25,10 @@ def _names(names: list[str], description: str) -> dict[str, Any]:
     return {"type": "string", "description": description}
 
 
+def _kinds_of(protocol: Any) -> dict[str, Any]:
+    return {"kind": {"enum": sorted(protocol.kinds)}}
+
+
 def build_schema() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
@@ -80,7 +84,6 @@ def build_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["id", "type"],
         "properties": bus_head,
-        "allOf": variants("type", buses, bus_head),
     }
 
     device_head = common(DeviceConfig, ("options",))
@@ -90,9 +93,6 @@ def build_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["id", "site", "kind", "protocol", "bus"],
         "properties": device_head,
-        "allOf": variants(
-            "protocol", protocols, device_head, lambda p: {"kind": {"enum": sorted(p.kinds)}}
-        ),
     }
 
     rule_head = {"type": _names([r.name for r in rules], "the rule type")}
@@ -100,8 +100,16 @@ def build_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["type"],
         "properties": rule_head,
-        "allOf": variants("type", rules, rule_head),
     }
+
+    # An empty allOf is not valid JSON Schema: with nothing registered, leave it out.
+    for item, branches in (
+        (bus_item, variants("type", buses, bus_head)),
+        (device_item, variants("protocol", protocols, device_head, _kinds_of)),
+        (rule_item, variants("type", rules, rule_head)),
+    ):
+        if branches:
+            item["allOf"] = branches
 
     site_props = common(SiteConfig, ("rules",))
     site_props["profile"] = {
