@@ -143,8 +143,13 @@ class _Builder:
 
         try:
             return self.constructor.construct_object(node, deep=True)
-        except (YAMLError, ValueError, TypeError, OverflowError) as exc:
+        except YAMLError as exc:
             self.error(node, f"cannot read this value: {getattr(exc, 'problem', None) or exc}")
+            return None
+        except Exception:  # ruamel's constructors trip over odd input (`!!int ` with no digits)
+            self.error(
+                node, f"cannot read {str(node.value)[:40]!r} as {node.tag.rsplit(':', 1)[-1]}"
+            )
             return None
 
     def _key(self, node: Any) -> str | None:
