@@ -88,7 +88,12 @@ def _at(file: str, mark: Mark, message: str, hint: str | None = None, *, warning
 
 def _finish(problems: list[ConfigProblem], secrets: list[str]) -> list[ConfigProblem]:
     out = []
+    seen: set[tuple[str, int, int, str]] = set()
     for p in problems:
+        # One typo can be found by two checks (the common keys and the option model).
+        if (p.file, p.line, p.col, p.message) in seen:
+            continue
+        seen.add((p.file, p.line, p.col, p.message))
         message = redact(p.message, secrets)
         hint = redact(p.hint, secrets) if p.hint else None
         out.append(p.model_copy(update={"message": message, "hint": hint}))
@@ -275,6 +280,8 @@ class _Validator:
                 continue
             if kind == "missing" and loc in typos:
                 continue
+            if kind == "missing" and self._typo_of(data, loc, locate, where, model, extra_keys):
+                continue
             if kind == "missing":
                 self.error(
                     locate(_existing(data, loc[:-1])),
@@ -289,6 +296,40 @@ class _Validator:
             name = ".".join(str(p) for p in path)
             text = f"{where}: {name}: {message}" if name else f"{where}: {message}"
             self.error(target, text, hint)
+
+    def _typo_of(
+        self,
+        data: Any,
+        loc: tuple[Any, ...],
+        locate: Locate,
+        where: str,
+        model: type[BaseModel] | None = None,
+        extra_keys: Iterable[str] = (),
+    ) -> bool:
+        """A required key is missing and a sibling key looks like it misspelt: say that."""
+        parent = _existing(data, loc[:-1])
+        if parent != tuple(loc[:-1]):
+            return False
+        siblings = data
+        for part in parent:
+            siblings = siblings[part]
+        if not isinstance(siblings, dict):
+            return False
+        inner = _model_at(model, parent) if model is not None else None
+        allowed = set(_fields(inner) if inner else []) | (set(extra_keys) if not parent else set())
+        allowed.add(str(loc[-1]))
+        strays = [k for k in siblings if k not in allowed]
+        close = difflib.get_close_matches(str(loc[-1]), strays, n=1, cutoff=0.6)
+        if not close:
+            return False
+        inside = ".".join(str(p) for p in parent)
+        self.error(
+            locate((*parent, close[0])),
+            f"{where}: {inside + ': ' if inside else ''}unknown key '{close[0]}'",
+            did_you_mean(close[0], allowed),
+            key=True,
+        )
+        return True
 
     def validate(
         self,
@@ -456,8 +497,11 @@ class _Validator:
         locate: Locate,
         where: str,
         what: str,
+        common: tuple[str, ...],
     ) -> Any:
         if key not in raw:
+            if self._typo_of(raw, (key,), locate, where, extra_keys=common):
+                return None
             self.error(
                 locate(()),
                 f"{where}: missing required key '{key}'",
@@ -481,7 +525,7 @@ class _Validator:
             return ("buses", i, *rel)
 
         where = self._where("bus", raw, i)
-        spec = self._registered(raw, "type", BUS_TYPES, locate, where, "bus types")
+        spec = self._registered(raw, "type", BUS_TYPES, locate, where, "bus types", BUS_KEYS)
         head, options = self._split(raw, BUS_KEYS, spec and spec.options, locate, where)
         checked = self.validate(
             BusConfig, {**head, "options": options or Options()}, locate, where, skip=("type",)
@@ -493,7 +537,7 @@ class _Validator:
             return ("devices", i, *rel)
 
         where = self._where("device", raw, i)
-        spec = self._registered(raw, "protocol", PROTOCOLS, locate, where, "protocols")
+        spec = self._registered(raw, "protocol", PROTOCOLS, locate, where, "protocols", DEVICE_KEYS)
         kind = raw.get("kind")
         kind_ok = False
         if "kind" in raw:
@@ -545,20 +589,15 @@ class _Validator:
         site_ids = _ids(data.get("sites"))
         for i, raw in self._items_quiet(data, "devices"):
             where = self._where("device", raw, i)
+            for key, known, what in (("bus", all_bus_ids, "buses"), ("site", site_ids, "sites")):
+                ref = raw.get(key)
+                if isinstance(ref, str) and ref not in known:
+                    self.error(
+                        ("devices", i, key),
+                        f"{where}: no {key} with id '{ref}'",
+                        _one_of(ref, known, what),
+                    )
             bus_id = raw.get("bus")
-            if isinstance(bus_id, str) and bus_id not in all_bus_ids:
-                self.error(
-                    ("devices", i, "bus"),
-                    f"{where}: no bus with id '{bus_id}'",
-                    _one_of(bus_id, all_bus_ids, "buses"),
-                )
-            site_id = raw.get("site")
-            if isinstance(site_id, str) and site_id not in site_ids:
-                self.error(
-                    ("devices", i, "site"),
-                    f"{where}: no site with id '{site_id}'",
-                    _one_of(site_id, site_ids, "sites"),
-                )
             protocol = raw.get("protocol")
             bus = bus_by_id.get(bus_id) if isinstance(bus_id, str) else None
             if bus is not None and isinstance(protocol, str) and protocol in PROTOCOLS:
@@ -677,7 +716,7 @@ class _Validator:
     ) -> RuleConfig | None:
         kind = rule.get("type")
         where = f"{site_where}, rule '{kind}'" if isinstance(kind, str) else f"{site_where}, rule"
-        spec = self._registered(rule, "type", RULES, locate, where, "rule types")
+        spec = self._registered(rule, "type", RULES, locate, where, "rule types", RULE_KEYS)
         if spec is None:
             return None
         _, options = self._split(rule, RULE_KEYS, spec.options, locate, where)

@@ -102,8 +102,16 @@ def read_password_file(path: Path) -> str:
 
 
 def redact(message: str, secrets: list[str]) -> str:
-    """Remove secret values from a message (short ones too: a message is never worth a leak)."""
+    """Remove secret values from a message.
+
+    Quoted, as messages show values, any secret goes; bare, only secrets of four characters or
+    more, so that a one-letter secret does not shred every message.
+    """
     for value in sorted(set(secrets), key=len, reverse=True):
-        if value and value in message:
+        if not value:
+            continue
+        for quoted in (repr(value), f"'{value}'", f'"{value}"'):
+            message = message.replace(quoted, "'***'")
+        if len(value) >= 4:
             message = message.replace(value, "***")
     return message

@@ -310,3 +310,11 @@ def test_check_prints_warnings_and_still_exits_0(tmp_path: Path) -> None:
     assert out.startswith(f"{path}: ok: ")
     line, col = pos(text, "garden")
     assert err == f"{path}:{line}:{col}: warning: site 'garden' has no SOS device (sos_button)\n"
+
+
+def test_redact_hides_quoted_and_long_secrets_only() -> None:
+    from gateway.secrets import redact
+
+    assert redact("got 'ab', not a number", ["ab"]) == "got '***', not a number"
+    assert redact("a bad value at b", ["a"]) == "a bad value at b"
+    assert redact("token s3cr3t-xyz leaked", ["s3cr3t-xyz"]) == "token *** leaked"
