@@ -187,7 +187,7 @@ def encode_value(item: DataItem, value: Decimal | float | int) -> bytes:
     if n < 0 and not item.signed:
         raise FrameError("range", f"{item.name} cannot be negative")
     raw = bytearray(int_to_bcd(abs(n), item.size))
-    if raw[-1] & 0x80:
+    if item.signed and raw[-1] & 0x80:
         raise FrameError("range", f"{value} does not fit {item.name}")
     if n < 0:
         raw[-1] |= 0x80
