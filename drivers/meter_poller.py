@@ -58,9 +58,20 @@ class MeterPoller:
         return float(getattr(device.options, "poll", 300.0))
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
+        unsubscribe = self.bus.listen(None, self._port_state)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for device in self.devices:
+                    group.create_task(self._device_loop(device), name=f"poll {device.id}")
+        finally:
+            unsubscribe()
+
+    def _port_state(self, is_open: bool, reason: str) -> None:
+        # The port vanished: every meter behind it is unreachable now, not at its next poll.
+        # (When it comes back, each device loop polls at once and reports itself.)
+        if not is_open:
             for device in self.devices:
-                group.create_task(self._device_loop(device), name=f"poll {device.id}")
+                self.ctx.set_reachable(device, False, f"bus {self.bus.id} down: {reason}")
 
     async def _device_loop(self, device: DeviceConfig) -> None:
         clock = self.ctx.clock

@@ -103,7 +103,8 @@ class CumulativeSense:
         hours = max(0.0, mono - before[1]) / 3600.0
         # A minute's worth of headroom covers polls that bunch up after an outage.
         allowed = self.max_rate * (hours + 1 / 60) + self.slack
-        return -self.slack <= delta <= allowed
+        tolerance = 1e-9  # float noise in the subtraction
+        return -self.slack - tolerance <= delta <= allowed + tolerance
 
     def accept(self, value: float, mono: float) -> SenseResult:
         last = self._last

@@ -214,7 +214,7 @@ def test_fuzz_random_bytes(raw: bytes) -> None:
     _consume(raw)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(base=st.sampled_from(EXAMPLES), data=st.data())
 def test_fuzz_mutated_frames(base: bytes, data: st.DataObject) -> None:
     raw = bytearray(base)
