@@ -161,7 +161,7 @@ class SerialBus:
         request: bytes,
         parse: Callable[[bytearray], T | None],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the bus applies it per attempt
+        timeout: float | None = None,
         retries: int | None = None,
     ) -> T:
         """Send `request`, return what `parse` makes of the reply (see the module docstring)."""
