@@ -47,7 +47,11 @@ class MosquittoBroker:
         self.conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            # Persistent sessions survive a restart of the broker, as on a real platform.
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            f"persistence_file mosquitto-{self.port}.db\n"
+            "autosave_interval 0\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 0\n"
             "message_size_limit 0\n"
