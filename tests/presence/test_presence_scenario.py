@@ -177,3 +177,25 @@ def test_simulate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert simulate_main("osdp", ["--bogus"]) == 2
     err = capsys.readouterr().err
     assert "unknown simulator" in err and "bad.yaml" in err
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_examples_in_config_and_docs_are_valid() -> None:
+    from ruamel.yaml import YAML
+
+    from drivers.scenario import devices_from_config
+    from gateway.config import load_config
+
+    config = load_config(REPO / "config" / "devices-home.yaml")
+    assert {d.protocol for d in config.devices} == {"zigbee2mqtt", "rflink", "osdp", "gpio"}
+    docs = (REPO / "docs" / "devices.md").read_text()
+    section = docs[docs.index("## Scenarios"):]
+    begin = section.index("```yaml") + len("```yaml")
+    block = section[begin : section.index("```", begin)]
+    scenario = parse_scenario(YAML(typ="safe").load(block)).with_devices(
+        devices_from_config(config)
+    )
+    assert len(scenario.steps) == 6
+    assert scenario.devices["sos-bath"].options["match"] == "EV1527;ID=0x5a3c1"
