@@ -18,6 +18,7 @@ Secure channel: not spoken yet (the codec keeps the SCB and MAC in the packet mo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from drivers.osdp_codec import (
     decode_nak,
     next_sequence,
 )
+from drivers.serial_bus import BusDown, NoReply
 from gateway.durations import Duration
 from gateway.registry import Options, ProtocolSpec, register_protocol
 
@@ -113,7 +115,10 @@ class OSDPDriver:
         while True:
             for pd in self.pds:
                 await self.service(pd)
-            await self.ctx.clock.sleep(self.poll_interval)
+            # The poll cadence is the line's, like the bus's reply timeouts: real time, not
+            # the gateway clock (a demo's accelerated clock must not flood the RS-485 line,
+            # and a reader drops offline if it is not polled for 8 real seconds).
+            await asyncio.sleep(self.poll_interval)
 
     async def service(self, pd: _Peripheral) -> None:
         """One round for one PD: bring it up if needed, else poll it."""
@@ -132,8 +137,6 @@ class OSDPDriver:
 
     async def transact(self, pd: _Peripheral, code: int, data: bytes = b"") -> OSDPPacket | None:
         """Send one command, handle its reply; None when there was none worth having."""
-        from drivers.serial_bus import BusDown, NoReply
-
         dev = pd.config
         request = OSDPPacket(
             address=pd.options.address, code=code, data=data, sequence=pd.sequence,
