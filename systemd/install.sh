@@ -40,6 +40,7 @@ CONF_DIR=/etc/hearthgate
 STATE_DIR=/var/lib/hearthgate
 RULES=/etc/udev/rules.d/99-hearthgate-serial.rules
 UNIT_PATH=/etc/systemd/system/$UNIT_NAME
+COMMAND_LINK=/usr/local/bin/hearthgate
 ACTIONS=0 # actions taken (or, with --dry-run, listed)
 
 note() { printf '%s\n' "$*" >&2; }
@@ -256,6 +257,21 @@ ensure_venv() {
     fi
 }
 
+# /usr/local/bin/hearthgate -> the venv's command, so operators can type `hearthgate`.
+ensure_command_link() {
+    local target=$PREFIX/venv/bin/hearthgate link
+    link=$(R "$COMMAND_LINK")
+    if [[ -L $link && $(readlink "$link") == "$target" ]]; then
+        return 0
+    fi
+    if [[ -e $link && ! -L $link ]]; then
+        note "note: $COMMAND_LINK exists and is not ours; leaving it alone"
+        return 0
+    fi
+    ensure_dir "$(dirname "$COMMAND_LINK")" 0755 root root
+    act "link $COMMAND_LINK -> $target" ln -sfn "$target" "$link"
+}
+
 ensure_docs() {
     local f
     [[ -d $SRC/docs ]] || return 0
@@ -380,6 +396,7 @@ cmd_install() {
     before=$ACTIONS
     ensure_venv
     ((ACTIONS == before)) || code_changed=1
+    ensure_command_link
     ensure_docs
     ensure_dir "$CONF_DIR" 0750 root "$SERVICE_USER"
     ensure_config
@@ -397,7 +414,7 @@ cmd_install() {
         note ""
         note "hearthgate is installed. Next:"
         note "  1. edit $CONF_DIR/config.yaml (and secrets.yaml)"
-        note "  2. $PREFIX/venv/bin/hearthgate check -c $CONF_DIR/config.yaml"
+        note "  2. sudo -u $SERVICE_USER hearthgate check -c $CONF_DIR/config.yaml"
         note "  3. systemctl start hearthgate && journalctl -u hearthgate -f"
     elif ((!ACTIONS)); then
         note "hearthgate is installed and up to date; nothing to do."
@@ -424,6 +441,9 @@ cmd_uninstall() {
         fi
         act "remove $RULES" rm -f "$(R "$RULES")"
         reload_udev
+    fi
+    if [[ -L $(R "$COMMAND_LINK") && $(readlink "$(R "$COMMAND_LINK")") == "$PREFIX/venv/bin/hearthgate" ]]; then
+        act "remove $COMMAND_LINK" rm -f "$(R "$COMMAND_LINK")"
     fi
     if [[ -e $(R "$PREFIX") ]]; then
         act "remove $PREFIX" rm -rf "$(R "$PREFIX")"

@@ -106,6 +106,8 @@ def expected_install_actions(prefix: str = "/opt/hearthgate") -> list[str]:
         "create directory /opt/hearthgate (0755 root:root)",
         "create virtualenv /opt/hearthgate/venv",
         "install hearthgate 0.1.0 (source HASH) into /opt/hearthgate/venv",
+        "create directory /usr/local/bin (0755 root:root)",
+        "link /usr/local/bin/hearthgate -> /opt/hearthgate/venv/bin/hearthgate",
     ]
     if (REPO / "docs").is_dir():
         lines.append("create directory /opt/hearthgate/docs (0755 root:root)")
@@ -207,6 +209,7 @@ def test_real_install_idempotence_and_uninstall(tmp_path: Path, example: Path) -
 
     venv = root / "srv/hg/venv"
     assert (venv / "bin/hearthgate").exists()
+    assert os.readlink(root / "usr/local/bin/hearthgate") == "/srv/hg/venv/bin/hearthgate"
     probe = subprocess.run([str(venv / "bin/python"), "-c",
                             "import gateway.sdnotify, gateway.metrics; print(gateway.__file__)"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -259,6 +262,7 @@ def test_real_install_idempotence_and_uninstall(tmp_path: Path, example: Path) -
         "remove /etc/udev/rules.d/99-hearthgate-serial.rules",
         "reload udev rules (skipped: --root)",
         "re-apply udev rules to serial ports (skipped: --root)",
+        "remove /usr/local/bin/hearthgate",
         "remove /srv/hg",
     ]
     assert (root / "var/lib/hearthgate/hearthgate.sqlite").read_bytes() == \
