@@ -16,6 +16,7 @@ A `SerialBus` owns the port; drivers never open it. Its public API is small and 
   (RFLink, sniffing). ``on_data(chunk: bytes)`` gets every chunk that arrives while no
   exchange is waiting for a reply; ``on_state(is_open: bool, reason: str)`` is called when
   the port opens or goes away. Callbacks must not block; exceptions in them are logged.
+- ``await bus.wait_open()``: returns once the port is open (use with a timeout).
 - ``bus.is_open``, ``bus.down_reason``, ``bus.stats`` (counters), ``bus.char_time``.
 
 Serialization: exchanges from every driver on the bus take one ``asyncio.Lock`` (FIFO),
@@ -122,10 +123,12 @@ class SerialBus:
         self._lock = asyncio.Lock()
         self._rx = bytearray()
         self._rx_event = asyncio.Event()
+        self._open_event = asyncio.Event()
         self._awaiting_reply = False
         self._last_io = 0.0
-        self._listeners: list[tuple[Callable[[bytes], None], Callable[[bool, str], None] | None]]
-        self._listeners = []
+        self._listeners: list[
+            tuple[Callable[[bytes], None] | None, Callable[[bool, str], None] | None]
+        ] = []
 
     # -- public API -----------------------------------------------------------------------
 
@@ -133,12 +136,17 @@ class SerialBus:
     def is_open(self) -> bool:
         return self._transport is not None
 
+    async def wait_open(self) -> None:
+        """Return once the port is open (at once if it is)."""
+        await self._open_event.wait()
+
     def listen(
         self,
-        on_data: Callable[[bytes], None],
+        on_data: Callable[[bytes], None] | None,
         on_state: Callable[[bool, str], None] | None = None,
     ) -> Callable[[], None]:
-        """Receive unsolicited bytes (and open/closed changes); returns an unsubscribe."""
+        """Receive unsolicited bytes (and open/closed changes); returns an unsubscribe.
+        `on_data` may be None for a listener that only follows the port's state."""
         entry = (on_data, on_state)
         self._listeners.append(entry)
 
@@ -153,7 +161,7 @@ class SerialBus:
         request: bytes,
         parse: Callable[[bytearray], T | None],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the bus applies it per attempt
+        timeout: float | None = None,
         retries: int | None = None,
     ) -> T:
         """Send `request`, return what `parse` makes of the reply (see the module docstring)."""
@@ -213,6 +221,7 @@ class SerialBus:
                 last_failure = ""
                 self._lost = loop.create_future()
                 self._transport = transport
+                self._open_event.set()
                 self._last_io = loop.time()
                 self.stats.opens += 1
                 log.info("bus %s: %s open", self.id, self.options.port)
@@ -225,6 +234,7 @@ class SerialBus:
         finally:
             transport = self._transport
             self._transport = None
+            self._open_event.clear()
             if transport is not None:
                 transport.close()
             self.down_reason = "bus stopped"
@@ -284,6 +294,7 @@ class SerialBus:
     def _set_down(self, reason: str) -> None:
         was_open = self._transport is not None
         self._transport = None
+        self._open_event.clear()
         self.down_reason = reason
         self._rx.clear()
         self._rx_event.set()  # wake a waiting exchange so it fails fast
@@ -306,10 +317,11 @@ class SerialBus:
             self._rx += data
             self._rx_event.set()
             return
-        if not self._listeners:
+        receivers = [on_data for on_data, _ in self._listeners if on_data is not None]
+        if not receivers:
             log.debug("bus %s: unsolicited bytes [%s]", self.id, data[:64].hex(" "))
             return
-        for on_data, _ in list(self._listeners):
+        for on_data in receivers:
             try:
                 on_data(data)
             except Exception:

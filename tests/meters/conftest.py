@@ -14,7 +14,7 @@ from drivers.simulators.links import PtyLink
 async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
     """Poll a condition on real time (the line is real); fail after `within` seconds."""
     async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - conditions here are plain attributes
+        while not predicate():
             await asyncio.sleep(0.01)
 
 

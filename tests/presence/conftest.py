@@ -61,5 +61,5 @@ async def pty(tmp_path: Path) -> AsyncIterator[PtyLink]:
 async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
     """Wait (real time: the line is real) for a condition; fail after `within` seconds."""
     async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - plain attributes, no event to wait on
+        while not predicate():
             await asyncio.sleep(0.01)
