@@ -7,8 +7,8 @@ Presence is inferred from doors and motion:
 - motion (after the door has settled) means someone is home;
 - a door that opens and closes, followed by no motion for `away_after`, means away
   (from the moment the door closed plus `away_after`);
-- a door opening while away makes presence unknown (someone may have come in and not
-  yet been seen); unknown counts like home for absence rules: doubt never hides an alert.
+- a door used while away makes presence unknown until motion is seen (someone may have
+  come in unseen); unknown counts like home for absence rules: doubt never hides an alert.
 A site without a door contact or without a motion sensor is always unknown.
 """
 
@@ -38,6 +38,7 @@ class Presence:
         self.door_closed_at: float | None = None
         self.pending_away_at: float | None = None
         self.changed_at: float | None = None
+        self.returning = False  # the door last opened while away: motion is someone back
         # (mono, state) of past changes, so a rule can ask "was the site away at t?".
         self.history: deque[tuple[float, PresenceState]] = deque(maxlen=64)
 
@@ -59,7 +60,8 @@ class Presence:
         self.settle_until(t)
         if obs.metric in MOTION_METRICS and obs.value is True:
             if (
-                self.pending_away_at is not None
+                not self.returning
+                and self.pending_away_at is not None
                 and self.door_closed_at is not None
                 and t < self.door_closed_at + self.settle
             ):
@@ -69,9 +71,12 @@ class Presence:
         elif obs.metric == "door_open":
             if obs.value is True:
                 self.pending_away_at = None
-                if self.state == PresenceState.AWAY:
+                self.returning = self.state == PresenceState.AWAY
+                if self.returning:
                     self._set(t, PresenceState.UNKNOWN)
-            elif obs.value is False and self.state != PresenceState.AWAY:
+            elif obs.value is False and self.state != PresenceState.AWAY and not self.returning:
+                # After a door used while away, stay unknown until someone is seen:
+                # a person who came back unseen must not be taken for absent.
                 self.door_closed_at = t
                 self.pending_away_at = t + self.away_after
 
@@ -101,6 +106,7 @@ class Presence:
     def snapshot(self, now: Instant) -> dict[str, Any]:
         return {
             "state": str(self.state),
+            "returning": self.returning,
             "door_closed_ago": _ago(self.door_closed_at, now),
             "pending_away_in": (
                 None if self.pending_away_at is None else self.pending_away_at - now.mono
@@ -110,6 +116,7 @@ class Presence:
 
     def restore(self, data: dict[str, Any], saved_mono: float, now: Instant) -> None:
         self.state = PresenceState(data.get("state", "unknown"))
+        self.returning = bool(data.get("returning", False))
         self.door_closed_at = _back(data.get("door_closed_ago"), saved_mono)
         pending_in = data.get("pending_away_in")
         self.pending_away_at = None if pending_in is None else saved_mono + float(pending_in)
