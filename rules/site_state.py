@@ -192,13 +192,17 @@ class DeviceHealth:
             for d in self.thresholds
         }
 
-    def restore(self, data: dict[str, Any], saved_mono: float) -> None:
+    def restore(self, data: dict[str, Any], saved_mono: float, now: Instant) -> None:
+        """Devices online at the save get a fresh threshold from the restart: nobody could
+        hear them while the gateway was down, which is not their silence."""
         for d, item in data.items():
             if d not in self.thresholds or not isinstance(item, dict):
                 continue
             seen = _back(item.get("seen_ago"), saved_mono)
             if seen is not None:
-                self.last_seen[d] = seen
+                thr = self.thresholds[d]
+                online = thr is None or saved_mono < seen + thr
+                self.last_seen[d] = now.mono if online else seen
             if item.get("seen_wall"):
                 self.last_seen_wall[d] = item["seen_wall"]
             self.alive[d] = bool(item.get("alive", True))
@@ -224,7 +228,7 @@ class SiteState:
 
     def restore(self, data: dict[str, Any], saved_mono: float, now: Instant) -> None:
         self.presence.restore(data.get("presence", {}), saved_mono, now)
-        self.health.restore(data.get("health", {}), saved_mono)
+        self.health.restore(data.get("health", {}), saved_mono, now)
         self.started = True
         self.health.start(now)
 
