@@ -11,7 +11,6 @@ re-aim whenever the pace changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +27,7 @@ class PacedClock:
         self._wall0 = start if start is not None else datetime.now(UTC)
         self._real_anchor = time.monotonic()
         self._mono_anchor = 0.0
-        self._paced: asyncio.Event | None = None
+        self._sleepers: set[asyncio.Future[None]] = set()
 
     def now(self) -> Instant:
         mono = self._mono_anchor + (time.monotonic() - self._real_anchor) * self.factor
@@ -40,22 +39,33 @@ class PacedClock:
         self._mono_anchor = self.now().mono
         self._real_anchor = time.monotonic()
         self.factor = factor
-        if self._paced is not None:
-            # Wake every sleeper; each one re-computes its real wait at the new pace.
-            self._paced.set()
-            self._paced = None
+        # Wake every sleeper; each one re-computes its real wait at the new pace.
+        for fut in list(self._sleepers):
+            _wake(fut)
 
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self.now().mono + max(0.0, seconds))
 
     async def sleep_until(self, mono: float) -> None:
+        # A bare future and a timer rather than asyncio.wait_for: on Python 3.11 wait_for
+        # can swallow a cancellation that arrives as its inner wait completes, which would
+        # leave a driver sleeping through the gateway's shutdown.
+        loop = asyncio.get_running_loop()
         while True:
             remaining = mono - self.now().mono
             if remaining <= 0:
                 await asyncio.sleep(0)
                 return
-            if self._paced is None:
-                self._paced = asyncio.Event()
-            paced = self._paced
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(paced.wait(), remaining / self.factor)
+            fut: asyncio.Future[None] = loop.create_future()
+            self._sleepers.add(fut)
+            timer = loop.call_later(remaining / self.factor, _wake, fut)
+            try:
+                await fut
+            finally:
+                timer.cancel()
+                self._sleepers.discard(fut)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

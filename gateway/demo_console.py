@@ -24,6 +24,24 @@ from gateway.clock import Clock
 WHEN_W, SITE_W, WHAT_W, TYPE_W, SEV_W = 9, 9, 10, 17, 8
 
 
+# How the console groups readings: what they tell about the home, not the metric names.
+METRIC_GROUPS = {
+    "water_total_m3": "water", "water_flow_m3h": "water",
+    "energy_total_kwh": "electricity", "power_w": "electricity", "voltage_v": "electricity",
+    "current_a": "electricity", "motion": "motion", "occupancy": "motion", "door_open": "door",
+    "sos": "sos", "fall": "fall", "card": "access",
+}
+SHOWN_HEALTH_CHANGES = 8
+
+
+def grouped(metrics: Counter[str]) -> str:
+    """`water 72, electricity 60, motion 20, device status 180`."""
+    groups: Counter[str] = Counter()
+    for metric, n in metrics.items():
+        groups[METRIC_GROUPS.get(metric, "device status")] += n
+    return ", ".join(f"{g} {n}" for g, n in groups.most_common())
+
+
 def fmt_when(moment: datetime) -> str:
     """`Sun 15:20` in the moment's own offset (the gateway's zone)."""
     return moment.strftime("%a %H:%M")
@@ -212,11 +230,10 @@ class PlatformConsole:
         if self._last_seen_ts is not None and self._last_seen_ts < end:
             end = self._last_seen_ts  # the last, unfinished block: up to what was seen
         self._printed_until = self._bucket + timedelta(hours=self.telemetry_every_h)
-        top = ", ".join(f"{m} {n}" for m, n in self._bucket_metrics.most_common(4))
         self.print(console_line(
             fmt_when(end), "-", "telemetry",
-            f"{self._bucket_count:>4} readings since {self._bucket.strftime('%H:%M')} "
-            f"({top}); {self.readings} in all",
+            f"{self._bucket_count:>4} readings since {self._bucket.strftime('%H:%M')}: "
+            f"{grouped(self._bucket_metrics)}",
         ))
         self._bucket, self._bucket_count = None, 0
         self._bucket_metrics.clear()
@@ -263,7 +280,7 @@ class PlatformConsole:
 
     def summary(self, hours: float, real_seconds: float) -> list[str]:
         lines = [
-            f"== summary: {hours:g} simulated hours in {real_seconds:.1f} s, "
+            f"== summary: {hours:.3g} simulated hours in {real_seconds:.1f} s, "
             "as received by the platform ==",
             f"{'alert type':<{TYPE_W}} {'raised':>7} {'escalated':>10} {'acknowledged':>13} "
             f"{'cleared':>8}",
@@ -281,11 +298,13 @@ class PlatformConsole:
                      f"{total.acknowledged:>13} {total.cleared:>8}")
         still = sorted(f"{a.get('type')} at {a.get('site_id')}" for a in self.open_alerts.values())
         lines.append(f"open at the end: {', '.join(still) if still else 'none'}")
-        top = ", ".join(f"{m} {n}" for m, n in self.metrics.most_common())
         lines.append(f"readings forwarded: {self.readings} in {self.telemetry_messages} "
-                     f"telemetry messages ({top or 'none'})")
+                     f"telemetry messages ({grouped(self.metrics) or 'none'})")
+        changes = self.health_changes[:SHOWN_HEALTH_CHANGES]
+        more = len(self.health_changes) - len(changes)
         lines.append("device health changes: "
-                     + ("; ".join(self.health_changes) if self.health_changes else "none"))
+                     + ("; ".join(changes) if changes else "none")
+                     + (f"; and {more} more" if more > 0 else ""))
         lines.append("gateway status: " + (" -> ".join(s for s, _ in self.status) or "never seen"))
         if self.ack_failures:
             lines.append("acknowledgements refused: " + "; ".join(self.ack_failures))

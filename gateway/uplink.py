@@ -170,6 +170,7 @@ class Uplink:
             finally:
                 self._client = None
                 await self._on_disconnect()
+            _raise_if_cancelling()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(RECONNECT_MAX, delay * 2)
 
@@ -320,3 +321,15 @@ class Uplink:
             )
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.warning("could not publish offline status: %s", exc)
+
+
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    On Python 3.11 `asyncio.wait_for` (used inside aiomqtt's connect) can swallow a
+    cancel that arrives just as the connection attempt fails; the reconnect loop would
+    then go on forever and the gateway would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,8 +1,9 @@
 """`hearthgate demo`: the whole showcase as a subprocess, and its parts on their own.
 
-The end-to-end test runs the real thing (two mosquittos, a pty, the gateway) for a
-whole simulated day at two hours a second, then checks the summary against the
-lines the console printed, and that nothing it started is left behind.
+The end-to-end test runs the real thing (two mosquittos, two ptys with a 433 MHz
+receiver and four meters, zigbee2mqtt, the gateway) for a whole simulated day at an
+hour a second (what `make demo` shows), then checks the summary against the lines
+the console printed, and that nothing it started is left behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -43,17 +45,17 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def summary_row(out: str, name: str) -> list[int]:
-    m = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.MULTILINE)
-    assert m, out
-    return [int(x) for x in m.groups()]
+def summary_rows(out: str) -> dict[str, list[int]]:
+    """The summary's alert table: type -> [raised, escalated, acknowledged, cleared]."""
+    rows = re.findall(r"^([a-z_]+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.MULTILINE)
+    return {name: [int(x) for x in counts] for name, *counts in rows}
 
 
 def test_a_day_runs_to_its_summary_and_leaves_nothing_behind(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
     began = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--speed", "7200", "--hours", "24"],
+        [sys.executable, "-m", "gateway", "demo", "--speed", "3600", "--hours", "24"],
         capture_output=True, text=True, env=env, timeout=90, cwd=REPO,
     )
     took = time.monotonic() - began
@@ -61,25 +63,40 @@ def test_a_day_runs_to_its_summary_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert proc.returncode == 0, out + proc.stderr
     assert took < 60, took
     assert "== summary: 24 simulated hours" in out
+    rows = summary_rows(out)
 
     # Both SOS presses (zigbee in room-301, 433 MHz in room-302) were raised, taken by
     # the care worker and cleared; neither was taken within 5 minutes, so each escalated.
-    raised, escalated, acked, cleared = summary_row(out, "sos")
-    assert (raised, acked, cleared) == (2, 2, 2)
-    assert 2 <= escalated <= 6
-    assert "open at the end: none" in out
+    raised, escalated, acked, cleared = rows["sos"]
+    assert (raised, acked, cleared) == (2, 2, 2) and escalated >= 2
+    # The tap left running, the door at 03:00, the dead motion sensor, the weak pendant.
+    assert rows["continuous_water"][0] == rows["continuous_water"][3] == 1
+    assert rows["door_night"][0] == rows["door_night"][3] == 1
+    assert rows["device_offline"][0] >= 1
+    assert rows["battery_low"][0] == 1 and rows["battery_low"][3] == 0
+    assert "open at the end: battery_low at room-302" in out
+    # An ordinary day otherwise: no false alarm of any other kind.
+    assert set(rows) == {"all", "sos", "continuous_water", "door_night", "device_offline",
+                         "battery_low"}, out
+    assert rows["all"][0] == sum(r[0] for k, r in rows.items() if k != "all")
     assert "gateway status: online -> offline" in out
-    readings = int(re.search(r"readings forwarded: (\d+)", out).group(1))  # type: ignore[union-attr]
-    assert readings > 100
+    m = re.search(r"readings forwarded: (\d+) in \d+ telemetry messages \((.*)\)", out)
+    assert m and int(m.group(1)) > 1000, out
+    assert all(f"{group} " in m.group(2) for group in ("water", "electricity", "motion", "door"))
+    assert "pir-301 offline at Sun 18:" in out and "pir-301 back online at Sun 20:" in out
 
     # The console's lines agree with the summary, and come in time order.
     lines = out.splitlines()
-    assert sum(1 for x in lines if re.search(r"\s(RAISED)\s+sos\s", x)) == raised
-    assert sum(1 for x in lines if re.search(r"\scleared\s+sos\s", x)) == cleared
-    press = next(x for x in lines if "RAISED" in x and "room-301" in x)
+    for kind, (raised, _, _, cleared) in rows.items():
+        if kind != "all":
+            assert sum(1 for x in lines if re.search(rf"\sRAISED\s+{kind}\s", x)) == raised
+            assert sum(1 for x in lines if re.search(rf"\scleared\s+{kind}\s", x)) == cleared
+    press = next(x for x in lines if "RAISED" in x and " sos " in x and "room-301" in x)
     # Pressed at 15:20; the gateway's own latency shows as simulated minutes.
     assert press.startswith("Sun 15:") and "[sos-301]" in press and "critical" in press
     assert any("RAISED" in x and "room-302" in x and "[sos-302]" in x for x in lines)
+    assert any(re.search(r"RAISED\s+device_offline .*\[pir-301\]", x) for x in lines)
+    assert any(x.startswith("Mon 03:0") and re.search(r"RAISED\s+door_night", x) for x in lines)
     assert any("acknowledged by worker-17" in x for x in lines)
     # In time order, but for what arrives late: a message that crossed another on the
     # way (an ack sent while an escalation was in flight) is minutes apart at this pace.
@@ -90,6 +107,35 @@ def test_a_day_runs_to_its_summary_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert minutes and all(b >= a - 10 for a, b in itertools.pairwise(minutes)), out
 
     # Clean shutdown: no broker, no temp dir left over.
+    assert processes_mentioning(str(tmp_path)) == []
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_interrupted_it_stops_cleanly_with_a_summary_so_far(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
+    # Its own session, as a terminal's Ctrl-C reaches the whole foreground group (the
+    # brokers too).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--speed", "3600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        for line in proc.stdout:
+            if "gateway     online" in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: the summary covers the day so far" in out
+    assert "== summary:" in out and "Traceback" not in err
     assert processes_mentioning(str(tmp_path)) == []
     assert [p.name for p in tmp_path.iterdir()] == []
 
