@@ -16,7 +16,7 @@ from gateway.config import ConfigError, load_config, parse_config_data
 
 pytestmark = pytest.mark.usefixtures("test_registry")
 FUZZ = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
