@@ -196,6 +196,9 @@ def test_random_structures_inside_a_good_config(extra: dict[str, Any]) -> None:
         base[section][0].update(extra)
     base["sites"][0]["rules"][0].update(extra)
     try:
-        parse_config_data(base)
+        cfg = parse_config_data(base)
     except ConfigError as exc:
         assert exc.problems
+    else:  # nothing is dropped silently
+        assert len(cfg.buses) == len(cfg.devices) == len(cfg.sites) == 1
+        assert len(cfg.sites[0].rules) == 1
