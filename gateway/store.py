@@ -145,6 +145,7 @@ class Store:
                 f"{path} was written by a newer hearthgate (schema {row[0]} > {SCHEMA_VERSION})"
             )
         reader = await aiosqlite.connect(path, isolation_level=None)
+        reader.row_factory = sqlite3.Row
         await reader.execute("PRAGMA busy_timeout=5000")
         store = cls(conn, reader, path, telemetry_bound)
         async with conn.execute("SELECT COALESCE(SUM(readings), 0) FROM outbox") as cur:

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_samples import GOOD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.check import run_check
 from gateway.config import ConfigError, load_config, parse_config_data
+from tests.config.config_samples import GOOD
 
 pytestmark = pytest.mark.usefixtures("test_registry")
 FUZZ = settings(

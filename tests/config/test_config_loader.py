@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from config_samples import GOOD
 from pydantic import SecretStr
 
 from gateway.check import run_check
 from gateway.config import ConfigError, load_config, parse_config_data
 from gateway.config_loader import load
+from tests.config.config_samples import GOOD
 
 REPO = Path(__file__).resolve().parents[2]
 
