@@ -49,6 +49,7 @@ class AbsenceRule(Rule):
         self.since: str | None = None  # when counting began (start, or last event)
         self.raised = False
         self._deadline: float | None = None
+        self._presence_version = -1
 
     # -- what a subclass says ---------------------------------------------------
 
@@ -131,6 +132,12 @@ class AbsenceRule(Rule):
         self._deadline = min(candidates) if candidates else None
 
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        presence = self.site.state.presence
+        if obs.device_id not in self.sensors and presence.version == self._presence_version:
+            # Nothing this rule reads changed: accounting can wait for the next event
+            # or deadline (presence and health are looked up by time then).
+            return []
+        self._presence_version = presence.version
         self._advance(now)
         out: list[Signal] = []
         if obs.device_id in self.sensors and self.is_sign_of_life(obs):
