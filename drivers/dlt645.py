@@ -64,7 +64,8 @@ class DLT645Driver(MeterPoller):
             value = float(reply.value)
             if item == "power_w":
                 value = convert(value, "kW", "W")
-            readings.append(Reading(item, round(value, 4)))
+            monotonic = not (item == "energy_total_kwh" and opts.energy == "combined")
+            readings.append(Reading(item, round(value, 4), monotonic))
         if opts.read and refused == len(opts.read):
             raise PollFailed(f"meter {opts.address} refused every read")
         return readings

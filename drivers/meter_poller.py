@@ -37,6 +37,9 @@ STARTUP_GRACE = 5.0  # real seconds to wait for the port before the first poll
 class Reading:
     metric: str
     value: ObservationValue
+    # False for a total that may legitimately fall (DL/T 645 combined energy with solar):
+    # meter sense then leaves it alone.
+    monotonic: bool = True
 
 
 class BCDMeterOptions(Options):
@@ -179,7 +182,11 @@ class MeterPoller:
         return True
 
     def _emit(self, device: DeviceConfig, reading: Reading) -> None:
-        if reading.metric not in CUMULATIVE_METRICS or not isinstance(reading.value, float | int):
+        if (
+            reading.metric not in CUMULATIVE_METRICS
+            or not reading.monotonic
+            or not isinstance(reading.value, float | int)
+        ):
             self.ctx.emit(device, reading.metric, reading.value)
             return
         sense = self._sense.get((device.id, reading.metric))
