@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from pydantic import Field
+
 from drivers import cjt188_codec as codec
 from drivers.base import DriverContext
 from drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
@@ -33,6 +35,7 @@ METER_TYPE_CODES = {
 
 class CJT188Options(BCDMeterOptions):
     codec = codec
+    address: str = Field(description="meter address, 14 digits as on the nameplate")
     meter_type: Literal["cold_water", "hot_water", "drinking_water", "reclaimed_water"] = (
         "cold_water"
     )

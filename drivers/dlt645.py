@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from pydantic import Field
+
 from drivers import dlt645_codec as codec
 from drivers.base import DriverContext
 from drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
@@ -30,6 +32,7 @@ _ENERGY_DI = {"forward": 0x00010000, "combined": 0x00000000}
 
 class DLT645Options(BCDMeterOptions):
     codec = codec
+    address: str = Field(description="meter address, 12 digits as on the nameplate")
     read: tuple[ReadItem, ...] = ("energy_total_kwh", "power_w", "voltage_v", "current_a")
     energy: Literal["forward", "combined"] = "forward"
 
