@@ -220,13 +220,13 @@ def water_used(anchors: dict[str, float], obs: Observation, min_use: float | Non
     """Did this cumulative reading show use since the anchor? Moves the anchor.
 
     A reading below the anchor (meter replaced or rolled over) or one the driver marks
-    `reset`/`reanchored` sets a new anchor and is not use.
+    as a new baseline (`Observation.baseline_reset`) sets a new anchor and is not use.
     """
     if obs.metric != "water_total_m3" or isinstance(obs.value, bool | str):
         return False
     value = float(obs.value)
     anchor = anchors.get(obs.device_id)
-    if anchor is None or value < anchor or obs.attrs.get("reset") or obs.attrs.get("reanchored"):
+    if anchor is None or value < anchor or obs.baseline_reset:
         anchors[obs.device_id] = value
         return False
     if value - anchor >= (min_use if min_use is not None else 1e-9) - 1e-12:
