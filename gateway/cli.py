@@ -85,24 +85,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_check(Path(args.config))
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
-    from gateway.views import print_alerts
+def cmd_view(args: argparse.Namespace) -> int:
+    """`alerts` and `devices`: a table (or JSON) of the local store."""
+    from gateway import views
 
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    return print_alerts(config, data_dir=Path(args.data_dir) if args.data_dir else None,
-                        as_json=args.json)
-
-
-def cmd_devices(args: argparse.Namespace) -> int:
-    from gateway.views import print_devices
-
-    config = _load(args.config)
-    if config is None:
-        return EXIT_CONFIG
-    return print_devices(config, data_dir=Path(args.data_dir) if args.data_dir else None,
-                         as_json=args.json)
+    show = views.print_alerts if args.command == "alerts" else views.print_devices
+    return show(config, data_dir=Path(args.data_dir) if args.data_dir else None,
+                as_json=args.json)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -143,14 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config("check", "validate the config without touching devices or the network")
     p.set_defaults(func=cmd_check)
 
-    for name, func, text in (
-        ("alerts", cmd_alerts, "list alerts in the local store"),
-        ("devices", cmd_devices, "list devices: last seen, last value, battery, online"),
+    for name, text in (
+        ("alerts", "list alerts in the local store"),
+        ("devices", "list devices: last seen, last value, battery, online"),
     ):
         p = with_config(name, text)
         p.add_argument("--data-dir", help="override gateway.data_dir")
         p.add_argument("--json", action="store_true", help="JSON instead of a table")
-        p.set_defaults(func=func)
+        p.set_defaults(func=cmd_view)
 
     p = with_config("replay", "run the rules over recorded observations in simulated time")
     p.add_argument("events", metavar="EVENTS.jsonl")

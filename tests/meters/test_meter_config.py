@@ -33,8 +33,8 @@ def load(tmp_path: Path, devices: str) -> object:
 
 def test_example_config_loads() -> None:
     config = load_config(REPO / "config" / "meters-home.yaml")
-    assert config.summary() == "3 devices, 2 buses, 1 sites, 1 rules"
-    water, power, sdm = config.devices
+    assert config.summary() == "4 devices, 3 buses, 1 sites, 6 rules"
+    water, power, sdm, _sos = config.devices
     assert isinstance(water.options, CJT188Options) and water.options.address == "00000000001234"
     assert isinstance(power.options, DLT645Options) and power.options.poll == 300
     assert isinstance(sdm.options, ModbusOptions) and sdm.options.model == "sdm120"

@@ -156,7 +156,8 @@ def test_no_water_meter_reset_is_not_use_and_min_use(harness: Build) -> None:
     h2 = harness([{"type": "no_water", "window": "2h"}])
     life2 = Life(h2)
     life2.run(10 * M)
-    h2.obs("water-1", "water_total_m3", 55.0, reanchored=True)
+    # The drivers' marker for a new baseline (drivers/meter_sense.py).
+    h2.obs("water-1", "water_total_m3", 55.0, baseline="reset", previous_total=0.0)
     got = life2.run(110 * M)
     assert len(raised(got, "no_water")) == 1
 
