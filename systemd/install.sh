@@ -16,7 +16,7 @@
 #   --python PY        the Python (>= 3.11) for the virtualenv (default python3)
 #   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR")
 #   --example FILE     config example copied to config.yaml when none exists
-#                      (default: config/home.yaml, else config/example.yaml)
+#                      (default: the first of config/home.yaml, example.yaml, minimal.yaml)
 #   --properties FILE  udev-add: read the adapter's properties from FILE (the output of
 #                      `udevadm info --query=property --name=DEVICE`) instead of udevadm
 #   --by serial|path   udev-add: match on the serial number or on the USB port
@@ -292,7 +292,7 @@ find_example() {
         printf '%s' "$EXAMPLE"
         return
     fi
-    for f in "$SRC/config/home.yaml" "$SRC/config/example.yaml"; do
+    for f in "$SRC/config/home.yaml" "$SRC/config/example.yaml" "$SRC/config/minimal.yaml"; do
         if [[ -f $f ]]; then
             printf '%s' "$f"
             return
