@@ -62,7 +62,8 @@ act() {
     "$@"
 }
 
-# An action on the running system (not on files): not possible with --root.
+# An action on the running system (not on files): not possible with --root, nor in a
+# chroot or container where systemd/udev do not run (the files are in place for next boot).
 act_host() {
     local desc=$1
     shift
@@ -71,6 +72,22 @@ act_host() {
         return 0
     fi
     act "$desc" "$@"
+}
+
+act_systemd() {
+    if [[ -z $ROOT && ! -d /run/systemd/system ]]; then
+        printf '%s (skipped: systemd is not running)\n' "$1"
+        return 0
+    fi
+    act_host "$@"
+}
+
+act_udev() {
+    if [[ -z $ROOT && ! -S /run/udev/control ]]; then
+        printf '%s (skipped: udev is not running)\n' "$1"
+        return 0
+    fi
+    act_host "$@"
 }
 
 # --- accounts ------------------------------------------------------------------------------
@@ -326,8 +343,8 @@ ensure_config() {
 # --- udev --------------------------------------------------------------------------------------
 
 reload_udev() {
-    act_host "reload udev rules" udevadm control --reload-rules
-    act_host "re-apply udev rules to serial ports" udevadm trigger --subsystem-match=tty --action=add
+    act_udev "reload udev rules" udevadm control --reload-rules
+    act_udev "re-apply udev rules to serial ports" udevadm trigger --subsystem-match=tty --action=add
 }
 
 ensure_udev_rules() {
@@ -360,7 +377,7 @@ render_unit() { # -> path of a temp file
 }
 
 service_active() {
-    [[ -z $ROOT ]] && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null
+    [[ -z $ROOT && -d /run/systemd/system ]] && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null
 }
 
 ensure_unit() {
@@ -371,7 +388,7 @@ ensure_unit() {
     ensure_file "$unit" "$UNIT_PATH" 0644 root root
     rm -f "$unit"
     if ((new)); then
-        act_host "systemctl daemon-reload" systemctl daemon-reload
+        act_systemd "systemctl daemon-reload" systemctl daemon-reload
     fi
     if ! systemctl_t is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
         act "enable $UNIT_NAME (starts at boot)" systemctl_t enable --quiet "$UNIT_NAME"
@@ -431,7 +448,7 @@ cmd_uninstall() {
             act "disable $UNIT_NAME" systemctl_t disable --quiet "$UNIT_NAME"
         fi
         act "remove $UNIT_PATH" rm -f "$(R "$UNIT_PATH")"
-        act_host "systemctl daemon-reload" systemctl daemon-reload
+        act_systemd "systemctl daemon-reload" systemctl daemon-reload
     fi
     if [[ -e $(R "$RULES") ]]; then
         if [[ -d $(R "$CONF_DIR") ]]; then
