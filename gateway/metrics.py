@@ -355,3 +355,18 @@ async def textfile_loop(registry: MetricsRegistry, path: Path | str,
         except OSError as exc:
             log.warning("cannot write metrics textfile %s: %s", path, exc)
         await sleep(interval)
+
+
+def metric_exporters(
+    listen: str | None, textfile: Path | str | None, registry: MetricsRegistry,
+    *, textfile_interval: float = 30.0,
+) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The supervised tasks for `gateway.metrics_listen` / `gateway.metrics_textfile`:
+    name -> coroutine factory (empty when both are off). A bad `listen` raises ValueError."""
+    tasks: dict[str, Callable[[], Awaitable[None]]] = {}
+    if listen:
+        host, port = parse_listen(listen)
+        tasks["metrics-http"] = lambda: serve_metrics(registry, host, port)
+    if textfile:
+        tasks["metrics-textfile"] = lambda: textfile_loop(registry, textfile, textfile_interval)
+    return tasks

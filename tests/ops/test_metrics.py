@@ -310,3 +310,37 @@ async def test_serve_metrics_runs_until_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_metric_exporters_from_config_values(tmp_path: Path) -> None:
+    gm = GatewayMetrics(version="x")
+    assert m.metric_exporters(None, None, gm.registry) == {}
+    with pytest.raises(ValueError):
+        m.metric_exporters("no-port", None, gm.registry)
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = tmp_path / "hearthgate.prom"
+    tasks = m.metric_exporters(f"127.0.0.1:{port}", target, gm.registry,
+                               textfile_interval=0.01)
+    assert set(tasks) == {"metrics-http", "metrics-textfile"}
+    running = [asyncio.create_task(factory()) for factory in tasks.values()]
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if target.exists():
+                break
+        resp = b""
+        for _ in range(100):
+            try:
+                resp = await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+                break
+            except OSError:
+                await asyncio.sleep(0.01)
+        assert resp.startswith(b"HTTP/1.1 200")
+        assert "hearthgate_build_info" in target.read_text()
+    finally:
+        for t in running:
+            t.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
