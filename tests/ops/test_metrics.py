@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -208,6 +209,27 @@ async def _exchange(port: int, data: bytes, *, eof: bool = True) -> bytes:
         writer.close()
 
 
+async def _assert_serves(port: int) -> None:
+    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
+    assert status.endswith("200 OK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _get_when_up(port: int) -> bytes:
+    """GET /metrics from a server that is still starting."""
+    for _ in range(100):
+        try:
+            return await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        except OSError:
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
 def _split(resp: bytes) -> tuple[str, dict[str, str], bytes]:
     head, _, body = resp.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
@@ -250,9 +272,7 @@ async def test_garbage_requests(endpoint: tuple[GatewayMetrics, int], request_by
     assert resp.startswith(expected)
     if not expected:
         assert resp == b""
-    # The server is still fine afterwards.
-    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
-    assert status.endswith("200 OK")
+    await _assert_serves(port)  # the server is still fine afterwards
 
 
 async def test_slow_client_is_dropped(endpoint: tuple[GatewayMetrics, int],
@@ -265,9 +285,7 @@ async def test_slow_client_is_dropped(endpoint: tuple[GatewayMetrics, int],
     data = await asyncio.wait_for(reader.read(), 3)
     assert data == b""
     writer.close()
-    # Other clients are served meanwhile and afterwards.
-    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
-    assert status.endswith("200 OK")
+    await _assert_serves(port)  # other clients are served meanwhile and afterwards
 
 
 async def test_connection_storm_is_bounded(endpoint: tuple[GatewayMetrics, int],
@@ -288,25 +306,14 @@ async def test_connection_storm_is_bounded(endpoint: tuple[GatewayMetrics, int],
     for _, writer in idle:
         writer.close()
     await asyncio.sleep(1.2)  # the idle ones time out and free their slots
-    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
-    assert status.endswith("200 OK")
+    await _assert_serves(port)
 
 
 async def test_serve_metrics_runs_until_cancelled() -> None:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     gm = GatewayMetrics(version="x")
     task = asyncio.create_task(m.serve_metrics(gm.registry, "127.0.0.1", port))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        try:
-            resp = await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
-            break
-        except OSError:
-            continue
-    assert resp.startswith(b"HTTP/1.1 200")
+    assert (await _get_when_up(port)).startswith(b"HTTP/1.1 200")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -317,10 +324,7 @@ async def test_metric_exporters_from_config_values(tmp_path: Path) -> None:
     assert m.metric_exporters(None, None, gm.registry) == {}
     with pytest.raises(ValueError):
         m.metric_exporters("no-port", None, gm.registry)
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     target = tmp_path / "hearthgate.prom"
     tasks = m.metric_exporters(f"127.0.0.1:{port}", target, gm.registry,
                                textfile_interval=0.01)
@@ -331,14 +335,7 @@ async def test_metric_exporters_from_config_values(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
             if target.exists():
                 break
-        resp = b""
-        for _ in range(100):
-            try:
-                resp = await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
-                break
-            except OSError:
-                await asyncio.sleep(0.01)
-        assert resp.startswith(b"HTTP/1.1 200")
+        assert (await _get_when_up(port)).startswith(b"HTTP/1.1 200")
         assert "hearthgate_build_info" in target.read_text()
     finally:
         for t in running:

@@ -14,28 +14,7 @@ from gateway.local_broker import MosquittoBroker
 from gateway.metrics import GatewayMetrics, metric_exporters, start_metrics_server
 from gateway.service import Gateway
 from gateway.service_metrics import metrics_refresh_loop, refresh_metrics
-
-
-def write_config(tmp: Path, broker: MosquittoBroker) -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(f"""\
-gateway:
-  id: gw-metrics-0001
-  data_dir: {tmp / "data"}
-  language: en
-  metrics_listen: 127.0.0.1:0
-uplink:
-  host: 127.0.0.1
-  port: {broker.port}
-buses:
-  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {broker.port}}}
-devices:
-  - {{id: sos-101, site: home, kind: sos_button, protocol: zigbee2mqtt, bus: zigbee,
-     topic: zigbee2mqtt/sos_101, model: TS0215A_sos}}
-sites:
-  - {{id: home, resident: r-0001, rules: [{{type: sos}}]}}
-""")
-    return path
+from tests.ops.sos_home import write_sos_config
 
 
 async def scrape(port: int) -> str:
@@ -55,7 +34,8 @@ async def wait_until(predicate, timeout: float = 15.0) -> None:
 
 
 async def test_metrics_from_a_running_gateway(tmp_path: Path, broker: MosquittoBroker) -> None:
-    config = load_config(write_config(tmp_path, broker))
+    config = load_config(write_sos_config(tmp_path, broker, "gw-metrics-0001",
+                                          "  metrics_listen: 127.0.0.1:0\n"))
     exporters = metric_exporters(config.gateway.metrics_listen, None, GatewayMetrics().registry)
     assert set(exporters) == {"metrics-http"}  # the config key is understood
 

@@ -11,27 +11,7 @@ from pathlib import Path
 
 from gateway.local_broker import MosquittoBroker
 from gateway.testkit import GatewayProcess
-
-
-def write_config(tmp: Path, broker: MosquittoBroker) -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(f"""\
-gateway:
-  id: gw-notify-0001
-  data_dir: {tmp / "data"}
-  language: en
-uplink:
-  host: 127.0.0.1
-  port: {broker.port}
-buses:
-  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {broker.port}}}
-devices:
-  - {{id: sos-101, site: home, kind: sos_button, protocol: zigbee2mqtt, bus: zigbee,
-     topic: zigbee2mqtt/sos_101}}
-sites:
-  - {{id: home, resident: r-0001, rules: [{{type: sos}}]}}
-""")
-    return path
+from tests.ops.sos_home import write_sos_config
 
 
 def receive_until(sock: socket.socket, predicate, timeout: float) -> list[bytes]:
@@ -53,7 +33,7 @@ def test_gateway_notifies_ready_watchdog_stopping(tmp_path: Path,
     notify_path = tmp_path / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
-    gw = GatewayProcess(write_config(tmp_path, broker), env={
+    gw = GatewayProcess(write_sos_config(tmp_path, broker, "gw-notify-0001"), env={
         "NOTIFY_SOCKET": str(notify_path),
         "WATCHDOG_USEC": "400000",  # pings every 0.2 s
     })
