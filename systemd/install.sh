@@ -425,7 +425,14 @@ cmd_install() {
     ensure_unit
     ((ACTIONS == before)) || code_changed=1
     if ((code_changed)) && service_active; then
-        act_host "restart $UNIT_NAME (new version)" systemctl restart "$UNIT_NAME"
+        # The running process keeps the old code in memory; replace it only with one that
+        # accepts the config, or the gateway would stop (exit 2 is not restarted).
+        if ((DRY_RUN)) || "$(R "$PREFIX")/venv/bin/hearthgate" check -c "$CONF_DIR/config.yaml" >&2; then
+            act_host "restart $UNIT_NAME (new version)" systemctl restart "$UNIT_NAME"
+        else
+            note "warning: the new version rejects $CONF_DIR/config.yaml (see above);"
+            note "$UNIT_NAME keeps running the old version until you fix it and restart it."
+        fi
     fi
     if ((ACTIONS)) && ((!DRY_RUN)); then
         note ""
