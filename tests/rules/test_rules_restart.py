@@ -1,0 +1,158 @@
+"""Restarts and wall-clock jumps: the policy of docs/rules.md, "Restarts and clock jumps"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.rules.support import Harness
+from tests.rules.test_rule_types import H, Life, M, cleared, raised
+
+Build = Callable[..., Harness]
+
+
+def _no_water(harness: Build) -> tuple[Harness, Life]:
+    h = harness([{"type": "no_water", "window": "12h"}, {"type": "sos"}])
+    life = Life(h)
+    life.run(5 * M)  # the first reading anchors the meter
+    life.run(5 * M, use_water=0.002)  # used at 08:10
+    return h, life
+
+
+def _raise_time_local(h: Harness, kind: str) -> str:
+    [a] = raised(h.out, kind)
+    return a.raised_at.astimezone(h.tz).strftime("%d %H:%M")
+
+
+@pytest.mark.parametrize("reboot", [True, False])
+def test_restart_neither_forgets_nor_restarts_the_window(harness: Build, reboot: bool) -> None:
+    h, life = _no_water(harness)
+    life.run(6 * H)
+    h.restart(reboot=reboot)
+    life.run(7 * H)
+    assert _raise_time_local(h, "no_water") == "22 20:10"
+
+
+def test_short_downtime_is_credited_from_a_plausible_wall_clock(harness: Build) -> None:
+    h, life = _no_water(harness)
+    life.run(6 * H)
+    h.restart(downtime=40 * M)  # a reboot: the monotonic clock cannot prove it
+    life.run(6 * H)
+    assert _raise_time_local(h, "no_water") == "22 20:10"
+
+
+def test_same_boot_downtime_is_proven_by_the_monotonic_clock(harness: Build) -> None:
+    h, life = _no_water(harness)
+    life.run(6 * H)
+    h.restart(downtime=3 * H, reboot=False)
+    life.run(4 * H)
+    assert _raise_time_local(h, "no_water") == "22 20:10"
+
+
+def test_long_unproven_downtime_delays_but_never_hides(harness: Build) -> None:
+    h, life = _no_water(harness)
+    life.run(6 * H)
+    h.restart(downtime=3 * H)  # more than the 1 h a wall clock is believed for
+    got = life.run(8 * H)
+    assert len(raised(got, "no_water")) == 1
+    assert _raise_time_local(h, "no_water") == "22 23:10"
+
+
+@pytest.mark.parametrize("error_h", [12, -12, 5, -3])
+def test_wrong_wall_clock_at_boot_neither_raises_nor_hides(harness: Build, error_h: int) -> None:
+    h, life = _no_water(harness)
+    life.run(6 * H)
+    h.restart(wall_error=error_h * H)
+    # Timestamps and schedules run on the estimated wall time, not the wrong clock.
+    got = life.run(10 * M)
+    sos = h.obs("sos-1", "sos", True)[0]
+    assert abs((sos.raised_at - (h.clock.now().wall - timedelta(hours=error_h)))
+               .total_seconds()) < 1
+    assert raised(got) == []
+    # NTP steps the clock to the truth: trusted from now on, no alert from the jump.
+    now = h.clock.now()
+    h.clock.set(now.mono, now.wall - timedelta(hours=error_h))
+    life.run(6 * H)
+    assert _raise_time_local(h, "no_water") == "22 20:10"
+
+
+def test_wall_clock_trusted_again_after_an_hour_without_a_step(harness: Build) -> None:
+    h, life = _no_water(harness)
+    h.restart(downtime=5 * H)  # genuine, long, and the clock is right
+    life.run(2 * H)
+    sos = h.obs("sos-1", "sos", True)[0]
+    assert abs((sos.raised_at - h.clock.now().wall).total_seconds()) < 1
+
+
+@pytest.mark.parametrize("jump_h", [12, -12])
+def test_wall_jump_while_running_moves_no_duration(harness: Build, jump_h: int) -> None:
+    h, life = _no_water(harness)
+    life.run(3 * H)
+    h.clock.jump_wall(jump_h * 3600)
+    life.run(8 * H + 55 * M)
+    assert raised(h.out) == []
+    life.run(10 * M)
+    [a] = raised(h.out, "no_water")
+    # 12 h of monotonic time after the use at 08:10, shown on the jumped wall clock.
+    true_local = (a.raised_at - timedelta(hours=jump_h)).astimezone(h.tz)
+    assert true_local.strftime("%d %H:%M") == "22 20:10"
+
+
+def test_open_alert_survives_restart_and_escalation_resumes(harness: Build) -> None:
+    h = harness([{"type": "tamper", "escalate_after": "10m"}])
+    alert = h.obs("door-1", "tamper", True)[0]
+    h.advance(4 * M)
+    h.restart()
+    assert [t.alert_id for t in h.engine.open_alerts()] == [alert.alert_id]
+    got = h.advance(7 * M)
+    esc = [t for t in got if str(t.state) == "escalated"]
+    assert len(esc) == 1 and esc[0].alert_id == alert.alert_id
+    got = h.obs("door-1", "tamper", False)
+    assert cleared(got) and cleared(got)[0].alert_id == alert.alert_id
+    assert len({t.event_id for t in h.out}) == len(h.out)
+
+
+def test_inactivity_credit_counts_only_active_hours(harness: Build) -> None:
+    from tests.rules.support import local
+
+    h = harness([{"type": "inactivity", "window": "4h", "active_hours": "07:00-22:00"}],
+                start=local("Asia/Shanghai", 2026, 11, 22, 21, 0))
+    life = Life(h)
+    h.obs("pir-1", "motion", True)  # 21:00: 1 h counted by 22:00
+    life.run(30 * M)
+    h.restart(downtime=50 * M)  # 21:30 -> 22:20, credited: 30 min inside active hours
+    life.run(13 * H)  # to 11:20
+    assert _raise_time_local(h, "inactivity") == "23 10:00"
+
+
+def test_restart_keeps_presence_and_held_door(harness: Build) -> None:
+    h = harness([{"type": "door_held_open", "after": "10m"}, {"type": "no_water"}])
+    life = Life(h)
+    h.obs("pir-1", "motion", True)
+    h.obs("door-1", "door_open", True)
+    h.advance(5 * M)
+    h.restart()
+    got = h.advance(6 * M)
+    assert len(raised(got, "door_held_open")) == 1
+    h.obs("door-1", "door_open", False)
+    life.run(H)
+    h.restart()
+    assert h.engine.sites["room-1"].presence.away_at(h.clock.now().mono)
+    assert raised(life.run(20 * H), "no_water") == []
+
+
+def test_foreign_or_old_snapshot_is_ignored(harness: Build) -> None:
+    h = harness([{"type": "no_water", "window": "1h"}])
+    life = Life(h)
+    h.engine.restore({"version": 1, "whatever": True}, h.clock.now())
+    other = harness([{"type": "sos"}, {"type": "door_held_open"}])
+    bad: dict[str, Any] = other.engine.snapshot(other.clock.now())
+    bad["rules"]["room-1/0/no_water"] = {"counted": "not a number"}
+    h2 = harness([{"type": "no_water", "window": "1h"}])
+    h2.engine.restore(bad, h2.clock.now())  # logged, rule starts afresh
+    life2 = Life(h2)
+    assert len(raised(life2.run(70 * M), "no_water")) == 1
+    assert len(raised(life.run(70 * M), "no_water")) == 1
