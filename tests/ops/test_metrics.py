@@ -169,20 +169,6 @@ def test_write_textfile_atomic(tmp_path: Path) -> None:
         write_textfile(gm.registry, tmp_path / "missing-dir" / "x.prom")
 
 
-async def test_textfile_loop(tmp_path: Path) -> None:
-    gm = GatewayMetrics(version="1.0")
-    target = tmp_path / "h.prom"
-    task = asyncio.create_task(m.textfile_loop(gm.registry, target, interval=0.01))
-    for _ in range(200):
-        await asyncio.sleep(0.01)
-        if target.exists():
-            break
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert "hearthgate_build_info" in target.read_text()
-
-
 # --- the HTTP endpoint, over a real TCP socket ----------------------------------------------
 
 @pytest.fixture
@@ -318,26 +304,3 @@ async def test_serve_metrics_runs_until_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
 
-
-async def test_metric_exporters_from_config_values(tmp_path: Path) -> None:
-    gm = GatewayMetrics(version="x")
-    assert m.metric_exporters(None, None, gm.registry) == {}
-    with pytest.raises(ValueError):
-        m.metric_exporters("no-port", None, gm.registry)
-    port = _free_port()
-    target = tmp_path / "hearthgate.prom"
-    tasks = m.metric_exporters(f"127.0.0.1:{port}", target, gm.registry,
-                               textfile_interval=0.01)
-    assert set(tasks) == {"metrics-http", "metrics-textfile"}
-    running = [asyncio.create_task(factory()) for factory in tasks.values()]
-    try:
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if target.exists():
-                break
-        assert (await _get_when_up(port)).startswith(b"HTTP/1.1 200")
-        assert "hearthgate_build_info" in target.read_text()
-    finally:
-        for t in running:
-            t.cancel()
-        await asyncio.gather(*running, return_exceptions=True)

@@ -1,5 +1,5 @@
-"""The gateway's metrics filled from a real running Gateway (in-process), a real broker and a
-real SQLite store: an SOS press and a garbage payload show up in the scraped exposition."""
+"""The gateway's metrics as the running service fills them (in-process Gateway, real broker,
+real SQLite store): an SOS press and a garbage payload show up in the exposition."""
 
 from __future__ import annotations
 
@@ -11,19 +11,8 @@ import aiomqtt
 
 from gateway.config import load_config
 from gateway.local_broker import MosquittoBroker
-from gateway.metrics import GatewayMetrics, metric_exporters, start_metrics_server
 from gateway.service import Gateway
-from gateway.service_metrics import metrics_refresh_loop, refresh_metrics
 from tests.ops.sos_home import write_sos_config
-
-
-async def scrape(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    return data.partition(b"\r\n\r\n")[2].decode()
 
 
 async def wait_until(predicate, timeout: float = 15.0) -> None:
@@ -34,18 +23,9 @@ async def wait_until(predicate, timeout: float = 15.0) -> None:
 
 
 async def test_metrics_from_a_running_gateway(tmp_path: Path, broker: MosquittoBroker) -> None:
-    config = load_config(write_sos_config(tmp_path, broker, "gw-metrics-0001",
-                                          "  metrics_listen: 127.0.0.1:0\n"))
-    exporters = metric_exporters(config.gateway.metrics_listen, None, GatewayMetrics().registry)
-    assert set(exporters) == {"metrics-http"}  # the config key is understood
-
-    gw = Gateway(config)
-    metrics = GatewayMetrics(version="test")
-    server = await start_metrics_server(metrics.registry, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    gw = Gateway(load_config(write_sos_config(tmp_path, broker, "gw-metrics-0001")))
     stop = asyncio.Event()
     run = asyncio.create_task(gw.run(stop))
-    refresher = asyncio.create_task(metrics_refresh_loop(metrics, gw, interval=0.05))
     try:
         await asyncio.wait_for(gw.ready.wait(), 15)
         await wait_until(lambda: gw.uplink is not None and gw.uplink.stats.connected)
@@ -59,15 +39,10 @@ async def test_metrics_from_a_running_gateway(tmp_path: Path, broker: MosquittoB
             await z2m.publish("zigbee2mqtt/sos_101", b"\x00 not json", qos=1)
         await wait_until(lambda: gw.uplink.stats.published.get("alert", 0) >= 1)
         await wait_until(lambda: sum(gw.ctx.errors.values()) >= 1)
-        await refresh_metrics(metrics, gw)
-        text = await scrape(port)
+        text = gw.metrics.registry.render()
     finally:
         stop.set()
         await asyncio.wait_for(run, 20)
-        refresher.cancel()
-        await asyncio.gather(refresher, return_exceptions=True)
-        server.close()
-        await server.wait_closed()
 
     lines = set(text.splitlines())
     assert "hearthgate_uplink_connected 1" in lines
@@ -77,7 +52,6 @@ async def test_metrics_from_a_running_gateway(tmp_path: Path, broker: MosquittoB
                for line in lines)
     assert any(line.startswith('hearthgate_frame_errors_total{device_id="sos-101",kind=')
                for line in lines), text
-    assert 'hearthgate_outbox_depth{priority="urgent"} 0' in lines  # delivered: nothing waits
     assert "hearthgate_devices_online 1" in lines
     assert "hearthgate_telemetry_dropped_total 0" in lines
-    assert 'hearthgate_build_info{version="test"} 1' in lines
+    assert any(line.startswith('hearthgate_build_info{version="') for line in lines)
