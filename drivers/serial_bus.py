@@ -267,7 +267,7 @@ class SerialBus:
     async def _keep_gap(self) -> None:
         loop = asyncio.get_running_loop()
         wait = self._last_io + self.gap - loop.time()
-        if wait > 0:
+        if wait > 0.0002:  # shorter waits cost more than they keep (the loop's timers are ~1 ms)
             await asyncio.sleep(wait)
 
     def _write(self, transport: asyncio.Transport, data: bytes) -> None:
@@ -312,7 +312,8 @@ class SerialBus:
 
     def _on_data(self, data: bytes) -> None:
         self.stats.bytes_rx += len(data)
-        self._last_io = asyncio.get_running_loop().time()
+        # max(): the request may still be on the wire (by our estimate) on a fast pty.
+        self._last_io = max(self._last_io, asyncio.get_running_loop().time())
         if self._awaiting_reply:
             self._rx += data
             self._rx_event.set()

@@ -44,7 +44,7 @@ FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
 class SimulatedMeter:
     """What every simulated meter has: an address, a fault mode, counters."""
 
-    address: str
+    address: str = ""
     fault: Fault | None = None
     fault_every: int = 1
     slow_seconds: float = 1.5
@@ -141,8 +141,12 @@ class MeterBusSimulator:
     def __init__(
         self, link: Link, meters: Sequence[SimulatedMeter], *, clock: Clock | None = None,
         reply_delay: float = 0.0, rng: random.Random | None = None,
+        line_baud: int | None = None,
     ) -> None:
         self.link = link
+        # With `line_baud`, a reply is held back by the time the request and the reply would
+        # take on a real wire (10 bits a byte), since a pseudo-terminal delivers at once.
+        self.line_baud = line_baud
         self.meters = list(meters)
         self.clock: Clock = clock or SystemClock()
         self.reply_delay = reply_delay
@@ -186,12 +190,17 @@ class MeterBusSimulator:
         await asyncio.sleep(delay)
         self.link.write(reply)
 
+    def _wire_time(self, nbytes: int) -> float:
+        return nbytes * 10 / self.line_baud if self.line_baud else 0.0
+
     def _take_requests(self) -> list[tuple[bytes, float]]:
         out: list[tuple[bytes, float]] = []
         buf = self._buf
         while True:
+            preamble = 0
             while buf and buf[0] == 0xFE:
                 del buf[0]
+                preamble += 1
             if not buf:
                 return out
             if buf[0] != 0x68:
@@ -206,7 +215,8 @@ class MeterBusSimulator:
                 del buf[:used]
                 reply = self._answer(frame)
                 if reply is not None:
-                    out.append(reply)
+                    data, delay = reply
+                    out.append((data, delay + self._wire_time(preamble + used + len(data))))
                 continue
             if "need" in results and len(buf) < 300:
                 return out
@@ -332,7 +342,7 @@ def _matches(wanted: str, address: str) -> bool:
 
 
 @dataclass
-class SDM120Meter:
+class SDM120Meter(SimulatedMeter):
     unit: int = 1
     voltage_v: float = 230.0
     power_w: float = 500.0
@@ -340,16 +350,9 @@ class SDM120Meter:
     frequency_hz: float = 50.0
     import_kwh: float = 1234.5
     export_kwh: float = 0.0
-    fault: Fault | None = None
-    fault_every: int = 1
-    slow_seconds: float = 1.5
-    requests: int = 0
-    _last_mono: float | None = field(default=None, repr=False)
 
-    def settle(self, mono: float) -> None:
-        if self._last_mono is not None and mono > self._last_mono:
-            self.import_kwh += self.power_w / 1000.0 * (mono - self._last_mono) / 3600.0
-        self._last_mono = mono
+    def consume(self, hours: float) -> None:
+        self.import_kwh += self.power_w / 1000.0 * hours
 
     def registers(self) -> dict[int, float]:
         amps = self.power_w / self.voltage_v if self.voltage_v else 0.0
@@ -360,12 +363,6 @@ class SDM120Meter:
             0x0048: self.import_kwh, 0x004A: self.export_kwh,
             0x0156: self.import_kwh + self.export_kwh,
         }
-
-    def next_fault(self) -> Fault | None:
-        self.requests += 1
-        if self.fault is None or self.requests % max(1, self.fault_every):
-            return None
-        return self.fault
 
 
 class SDM120Simulator:
@@ -479,7 +476,8 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", help="serve on this serial port or pyserial URL instead of a pty")
     parser.add_argument("--link", help="also make this symlink to the pty (a stable path)")
-    parser.add_argument("--baudrate", type=int, default=2400, help="for --port (default 2400)")
+    parser.add_argument("--baudrate", type=int, default=2400,
+                        help="for --port and --wire-delay (default 2400)")
     parser.add_argument("--parity", choices="NEO", default="N", help="for --port (default N)")
     example = {"dlt645": "000000005678=1234.56", "cjt188": "00000000001234=123.45",
                "sdm120": "1=1234.5"}[kind]
@@ -497,6 +495,9 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     parser.add_argument("--fault", choices=FAULTS, help="misbehave this way")
     parser.add_argument("--fault-every", type=int, default=1, metavar="N",
                         help="only on every N-th request (default: all)")
+    parser.add_argument("--wire-delay", action="store_true",
+                        help="delay replies by the bytes' time on a wire at --baudrate (a pty "
+                        "delivers at once)")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="time runs this many times faster for consumption (default 1)")
     parser.add_argument("--duration", type=float, default=0.0,
@@ -544,7 +545,8 @@ async def _serve(kind: str, args: argparse.Namespace) -> None:
     if kind == "sdm120":
         sim = SDM120Simulator(link, meters, clock=clock)
     else:
-        sim = MeterBusSimulator(link, meters, clock=clock)
+        sim = MeterBusSimulator(link, meters, clock=clock,
+                                line_baud=args.baudrate if args.wire_delay else None)
     names = ", ".join(str(getattr(m, "address", getattr(m, "unit", "?"))) for m in meters)
     print(f"{kind} simulator on {link.path}: meters {names}"
           + (f"; fault {args.fault}" if args.fault else ""), flush=True)
