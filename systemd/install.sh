@@ -42,6 +42,7 @@ RULES=/etc/udev/rules.d/99-hearthgate-serial.rules
 UNIT_PATH=/etc/systemd/system/$UNIT_NAME
 COMMAND_LINK=/usr/local/bin/hearthgate
 ACTIONS=0 # actions taken (or, with --dry-run, listed)
+FIRST_INSTALL=0 # config.yaml was created by this run
 
 note() { printf '%s\n' "$*" >&2; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -327,6 +328,7 @@ uplink_password: "CHANGE-ME"
 ensure_config() {
     local example tmp
     if [[ ! -e $(R "$CONF_DIR/config.yaml") ]]; then
+        FIRST_INSTALL=1
         example=$(find_example)
         ensure_file_once "$example" "$CONF_DIR/config.yaml" 0640 root "$SERVICE_USER" \
             "from ${example#"$SRC"/}"
@@ -434,7 +436,9 @@ cmd_install() {
             note "$UNIT_NAME keeps running the old version until you fix it and restart it."
         fi
     fi
-    if ((ACTIONS)) && ((!DRY_RUN)); then
+    if ((ACTIONS)) && ((!DRY_RUN)) && ((!FIRST_INSTALL)); then
+        note "hearthgate is updated; config, secrets and data are unchanged."
+    elif ((ACTIONS)) && ((!DRY_RUN)); then
         note ""
         note "hearthgate is installed. Next:"
         note "  1. edit $CONF_DIR/config.yaml (and secrets.yaml)"

@@ -2,7 +2,8 @@
 # Boot a Debian bookworm tree under a real systemd (systemd-nspawn), install hearthgate
 # with systemd/install.sh inside it, and check the service the way systemd runs it:
 # Type=notify readiness, the STATUS= line, the watchdog killing and restarting a hung
-# process, journald fields, hearthgate devices/alerts, systemd-analyze security, clean stop.
+# process, journald fields, hearthgate devices/alerts, an update by the installer while the
+# service runs (restarted on the new version), systemd-analyze security, clean stop.
 #
 #   sudo tests/ops/nspawn_probe.sh ROOTDIR
 #
@@ -58,6 +59,9 @@ ExecStart=/bin/sh -c '\
   echo "== devices"; su -s /bin/sh hearthgate -c "hearthgate devices -c /etc/hearthgate/config.yaml"; echo "exit=$?"; \
   echo "== alerts"; su -s /bin/sh hearthgate -c "hearthgate alerts -c /etc/hearthgate/config.yaml"; echo "exit=$?"; \
   echo "== fields"; journalctl -u hearthgate -b -o verbose --no-pager | grep -E "^ +(SYSLOG_IDENTIFIER|LOGGER|PRIORITY|CODE_FUNC)=" | sort -u; \
+  echo "== update"; echo "# probe update" >> /root/hearthgate/gateway/__init__.py; \
+  cd /root/hearthgate && ./systemd/install.sh 2>&1; sleep 3; \
+  systemctl show hearthgate -p ActiveState -p SubState -p NRestarts; \
   P=$(systemctl show hearthgate -p MainPID --value); echo "== hang $P"; kill -STOP $P; sleep 16; \
   echo "== after hang"; systemctl show hearthgate -p ActiveState -p SubState -p NRestarts; \
   journalctl -u hearthgate -b --no-pager | grep -E "Watchdog timeout|Scheduled restart"; \
@@ -93,4 +97,5 @@ expect 'Watchdog timeout \(limit 6s\)'
 expect '^NRestarts=1'
 expect 'Overall exposure level for hearthgate.service: [01]\.[0-9] OK'
 expect '^Result=success'
+expect '^restart hearthgate.service \(new version\)'
 exit $fail

@@ -253,6 +253,7 @@ def test_real_install_idempotence_and_uninstall(tmp_path: Path, example: Path) -
     assert third.stdout.splitlines() == [
         "set /etc/systemd/system/hearthgate.service to 0644 root:root"]
     assert (conf / "config.yaml").read_text().endswith("# edited by the installer\n")
+    assert "hearthgate is updated" in third.stderr
 
     # Name an adapter, then uninstall: data and config stay, the rest goes.
     props = tmp_path / "ftdi.props"
