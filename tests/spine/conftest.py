@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gateway.local_broker import MosquittoBroker
 
+from gateway.local_broker import MosquittoBroker
 from gateway.testkit import GatewayProcess, PlatformSubscriber, wait_started
 
 GW = "gw-test-0001"
