@@ -1,0 +1,69 @@
+"""SOS latency: a zigbee2mqtt press on the home's broker → the alert on `P/alerts`.
+
+One gateway process (`python -m gateway run`), two real mosquitto brokers (the home's
+and the platform's), 200 SOS buttons at 200 sites. Each button is pressed once (so
+each press raises an alert), 50 ms apart. The latency of a press is from just before
+the zigbee2mqtt-style publish to the arrival of its `raised` alert at a platform
+subscriber. Reference, same run, same probes: a plain publish → subscribe round trip
+through the home's broker (one hop; the gateway path has two, plus a durable commit).
+
+Run from the repo root: `python bench/sos_latency.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from _kit import (
+    P,
+    Probe,
+    brokers,
+    bus_ready,
+    buttons,
+    header,
+    ms,
+    round_trip_reference,
+    start_gateway,
+    write_config,
+)
+
+PRESSES = 200
+GAP = 0.05
+
+
+def main() -> None:
+    header("SOS latency: zigbee2mqtt publish → P/alerts (200 buttons, 200 sites)")
+    devices = buttons("sos", PRESSES)
+    with brokers() as (local, plat, tmp):
+        config = write_config(tmp, plat, local, devices)
+        with Probe(plat.port, (f"{P}/#",), name="platform") as platform, \
+                Probe(local.port, name="z2m") as z2m:
+            gw, _ = start_gateway(config, platform)
+            try:
+                bus_ready(z2m, devices[0], platform)
+                reference = round_trip_reference(local.port, n=PRESSES, gap=GAP / 2)
+                pressed: dict[str, float] = {}
+                for d in devices:
+                    pressed[d.site] = z2m.publish(
+                        d.topic, json.dumps({"action": "emergency", "linkquality": 99}))
+                    time.sleep(GAP)
+                alerts = f"{P}/alerts"
+                platform.wait(lambda: len(platform.on(alerts)) >= PRESSES, 30)
+                latencies = []
+                for _t, payload, at in platform.on(alerts):
+                    body = json.loads(payload)
+                    if body["state"] == "raised" and body["site_id"] in pressed:
+                        latencies.append(at - pressed.pop(body["site_id"]))
+                rc = gw.stop()
+            finally:
+                gw.close()
+    print(f"hearthgate  SOS press → P/alerts         {ms(latencies)}")
+    print(f"reference   publish → subscribe, 1 hop   {ms(reference)}")
+    if pressed:
+        print(f"MISSING: {len(pressed)} presses raised no alert")
+    print(f"target: p99 ≤ 20 ms; gateway exit code on SIGTERM: {rc}")
+
+
+if __name__ == "__main__":
+    main()
