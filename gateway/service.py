@@ -35,6 +35,7 @@ log = logging.getLogger("hearthgate.service")
 STATE_SAVE_INTERVAL = 300.0  # rule and device state between alert commits (SD-card wear)
 LIVE_DEVICES_INTERVAL = 5.0  # the runtime-dir snapshot that `hearthgate devices` reads
 MAX_BATCH = 2000  # observations per pass of the rules loop
+HOUSEKEEPING_EVERY = 0.05  # s; rule ticks and device health checks while observations stream
 
 
 def uplink_password(config: GatewayConfig) -> str | None:
@@ -184,18 +185,28 @@ class Gateway:
         assert self.uplink is not None
         devices_every = self.config.uplink.devices_interval
         next_devices = 0.0
+        last_house = float("-inf")
+        house_pending = False
         while True:
             batch = self._drain()
             if not batch:
-                deadline = min(
-                    (d for d in (self.engine.next_deadline(), self.health.next_expiry(
-                        self.clock.now()), next_devices) if d is not None),
-                    default=None,
-                )
+                if house_pending:
+                    # The checks deferred below are due soon; they recompute the deadlines.
+                    deadline: float | None = last_house + HOUSEKEEPING_EVERY
+                else:
+                    deadline = min(
+                        (d for d in (self.engine.next_deadline(), self.health.next_expiry(
+                            self.clock.now()), next_devices) if d is not None),
+                        default=None,
+                    )
                 obs = await self._next_observation(deadline)
                 batch = [obs] if obs is not None else []
                 batch += self._drain()
             now = self.clock.now()
+            # Observations arrive one per event-loop turn under load: the checks over
+            # every rule and device run at most every HOUSEKEEPING_EVERY while busy, not
+            # once per message. Signals from observations (an SOS) are never deferred.
+            house = not batch or now.mono - last_house >= HOUSEKEEPING_EVERY
             transitions: list[AlertTransition] = []
             async with self._engine_lock:
                 for obs in batch:
@@ -204,17 +215,22 @@ class Gateway:
                     full = self.batcher.add(obs)
                     if full is not None:
                         await self.uplink.offer_telemetry(full, 500)
-                transitions += self.engine.on_tick(now)
+                if house:
+                    transitions += self.engine.on_tick(now)
                 if transitions:
                     await self._commit(transitions, now)
-            changed = self.health.changed(now)
-            if changed or now.mono >= next_devices:
-                self.uplink.set_devices(self.health.payload(now))
-                next_devices = now.mono + devices_every
-            if changed or (batch and now.mono - self._last_live_write >= LIVE_DEVICES_INTERVAL):
-                self._write_live_devices(now)
-            if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
-                await self._save_state(now)
+            house_pending = not house
+            if house:
+                last_house = now.mono
+                changed = self.health.changed(now)
+                if changed or now.mono >= next_devices:
+                    self.uplink.set_devices(self.health.payload(now))
+                    next_devices = now.mono + devices_every
+                if changed or (batch and now.mono - self._last_live_write
+                               >= LIVE_DEVICES_INTERVAL):
+                    self._write_live_devices(now)
+                if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
+                    await self._save_state(now)
             for _ in batch:
                 self.queue.task_done()
 
