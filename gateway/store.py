@@ -118,6 +118,9 @@ class Store:
         self.telemetry_dropped = 0
         self._telemetry_readings = 0
         self.commits = 0
+        # Bumped after each committed insert, per priority class: lets the uplink skip
+        # re-reading an outbox class it found empty when nothing was added since.
+        self.added: dict[Priority, int] = dict.fromkeys(Priority, 0)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -259,7 +262,10 @@ class Store:
                 await _put_kv(db, "engine", engine_state)
             return seqs
 
-        return list(await self._write(job, durable=True))
+        seqs = list(await self._write(job, durable=True))
+        for t in transitions:
+            self.added[t.priority] += 1
+        return seqs
 
     async def add_telemetry(self, payloads: Iterable[tuple[str, int]]) -> None:
         """Keep telemetry batches (payload, number of readings) until the uplink takes them."""
@@ -277,6 +283,7 @@ class Store:
             await self._enforce_bound(db)
 
         await self._write(job, durable=False)
+        self.added[Priority.TELEMETRY] += 1
 
     async def _enforce_bound(self, db: aiosqlite.Connection) -> None:
         while self._telemetry_readings > self.telemetry_bound:

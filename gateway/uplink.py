@@ -203,6 +203,9 @@ class Uplink:
         window = {Priority.URGENT: ALERT_WINDOW, Priority.ALERT: ALERT_WINDOW,
                   Priority.TELEMETRY: TELEMETRY_WINDOW}
         done: list[OutboxItem] = []
+        # store.added[prio] when a read of that class came back short: nothing more to read
+        # until something is added (one SQLite round trip saved per publish completed).
+        exhausted_at = dict.fromkeys(Priority, -1)
 
         async def publish(item: OutboxItem | None, hot: tuple[str, int] | None,
                           prio: Priority) -> None:
@@ -239,7 +242,12 @@ class Uplink:
                         tg.create_task(publish(None, hot, prio))
                     if free <= 0:
                         continue
+                added = self.store.added[prio]
+                if added == exhausted_at[prio]:
+                    continue
                 items = await self.store.pending(prio, cursors[prio], free)
+                if len(items) < free:
+                    exhausted_at[prio] = added
                 for item in items:
                     cursors[prio] = item.seq
                     inflight[prio] += 1
