@@ -318,7 +318,8 @@ def start_gateway(config: Path, status: Probe, timeout: float = 30.0,
     return gw, time.monotonic() - t0
 
 
-def bus_ready(local: Probe, dev: Button, plat: Probe, timeout: float = 20.0) -> float:
+def bus_ready(local: Probe, dev: Button, plat: Probe, timeout: float = 20.0,
+              counter: TelemetryCounter | None = None) -> float:
     """Publish a reading until its telemetry arrives: proves the bus is subscribed.
 
     Returns the time of the first publish that went through (start → first reading).
@@ -327,7 +328,11 @@ def bus_ready(local: Probe, dev: Button, plat: Probe, timeout: float = 20.0) -> 
     tele = f"{P}/telemetry"
     while time.monotonic() < deadline:
         local.publish(dev.topic, json.dumps({"linkquality": 77}))
-        if plat.wait(lambda: any(dev.id.encode() in p for t, p, _ in plat.on(tele)), 0.5):
+        if counter is not None:
+            counter.reset()
+            if plat.wait(lambda: counter.readings > 0, 0.5):
+                return time.monotonic()
+        elif plat.wait(lambda: any(dev.id.encode() in p for t, p, _ in plat.on(tele)), 0.5):
             return time.monotonic()
     raise TimeoutError("the gateway never forwarded a reading")
 
@@ -442,3 +447,46 @@ def count_readings(payload: bytes) -> int:
         return len(json.loads(payload)["readings"])
     except (ValueError, KeyError, TypeError):
         return 0
+
+
+def fill_backlog(local_port: int, topics: list[str], tmp: Path, readings: int,
+                 timeout: float = 60.0) -> tuple[int, float]:
+    """With the platform broker stopped, publish readings until the gateway's outbox
+    holds `readings` of them. Returns (readings in the outbox, seconds it took)."""
+    t0 = time.monotonic()
+    load = Load(local_port, topics, rate=0, count=readings // READINGS_PER_MESSAGE,
+                max_seconds=timeout).start()
+    try:
+        deadline = t0 + timeout
+        stored = 0
+        while time.monotonic() < deadline:
+            stored, _ = outbox_readings(tmp)
+            if stored >= readings:
+                break
+            time.sleep(0.2)
+        load.join(timeout)
+    finally:
+        load.kill()
+    return stored, time.monotonic() - t0
+
+
+class TelemetryCounter:
+    """Counts readings arriving on P/telemetry, with the time of the first and last."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.since = 0.0
+
+    def reset(self) -> None:
+        self.readings, self.first, self.last = 0, None, None
+        self.since = time.monotonic()
+
+    def __call__(self, topic: str, payload: bytes, at: float) -> None:
+        if not topic.endswith("/telemetry") or at < self.since:
+            return
+        self.readings += count_readings(payload)
+        if self.first is None:
+            self.first = at
+        self.last = at
