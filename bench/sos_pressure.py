@@ -20,6 +20,7 @@ Run from the repo root: `python bench/sos_pressure.py`.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import _kit as kit
@@ -39,6 +40,8 @@ def latencies(platform: kit.Probe, pressed: dict[str, float]) -> list[float]:
         body = json.loads(payload)
         if body["state"] == "raised" and body["site_id"] in pressed:
             out.append(at - pressed.pop(body["site_id"]))
+            if os.environ.get("BENCH_DEBUG") and out[-1] > 0.05:
+                print(f"   slow: {body['site_id']} {out[-1] * 1e3:.0f} ms, alert ts {body['ts']}")
     return out
 
 
