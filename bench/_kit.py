@@ -256,7 +256,7 @@ def buttons(prefix: str, n: int) -> list[Button]:
 
 def write_config(
     tmp: Path, plat: MosquittoBroker, local: MosquittoBroker, devices: list[Button], *,
-    telemetry_interval: str = "1s", log_level: str = "warning",
+    telemetry_interval: str = "1s", log_level: str = "warning", data_dir: Path | None = None,
 ) -> Path:
     """A gateway config: every device a zigbee2mqtt sos_button at its own site with `sos`."""
     dev_lines = "\n".join(
@@ -272,7 +272,7 @@ def write_config(
         f"""gateway:
   id: {GW}
   timezone: Asia/Shanghai
-  data_dir: {tmp / "data"}
+  data_dir: {data_dir or tmp / "data"}
   language: en
   log_level: {log_level}
 uplink:
@@ -490,3 +490,21 @@ class TelemetryCounter:
         if self.first is None:
             self.first = at
         self.last = at
+
+
+def warm_up(z2m: Probe, devices: list[Button], plat: Probe, counter: TelemetryCounter | None
+            = None, timeout: float = 15.0) -> None:
+    """One ordinary report from every device, so that all are online (as in a lived-in
+    home) before anything is measured: a device's first word costs a health update."""
+    for i, d in enumerate(devices):
+        z2m.publish(d.topic, reading_payload(i), qos=0)
+    # The gateway answers a change of who is online with a retained P/devices.
+    deadline = time.monotonic() + timeout
+    topic = f"{P}/devices"
+    while time.monotonic() < deadline:
+        msgs = plat.on(topic)
+        if msgs:
+            body = json.loads(msgs[-1][1])
+            if sum(1 for d in body.get("devices", []) if d.get("online")) >= len(devices):
+                return
+        time.sleep(0.1)

@@ -61,6 +61,7 @@ def main() -> None:
             gw, _ = kit.start_gateway(config, platform)
             try:
                 kit.bus_ready(z2m, background[0], platform, counter=counter)
+                kit.warm_up(z2m, background + sos_a + sos_b, platform)
 
                 # -- A: presses while 1,000 readings/s flow ---------------------------
                 seconds = 2 + PRESSES_A * GAP_A + 2

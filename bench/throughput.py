@@ -36,6 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", help="py-spy flame graph of the gateway during the live run")
     ap.add_argument("--messages", type=int, default=MESSAGES)
+    ap.add_argument("--rate", type=float, default=0, help="messages/s offered (0: flat out)")
+    ap.add_argument("--qos", type=int, default=1, choices=(0, 1))
     args = ap.parse_args()
     kit.header(f"Throughput: MQTT in → rules → telemetry → MQTT out ({DEVICES} devices)")
     devices = kit.buttons("dev", DEVICES)
@@ -59,8 +61,8 @@ def main() -> None:
                         ["py-spy", "record", "-p", str(gw.pid), "-o", args.profile, "-d", "30",
                          "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 t0 = time.monotonic()
-                load = kit.Load(local.port, topics, rate=0, count=args.messages,
-                                max_seconds=60).start()
+                load = kit.Load(local.port, topics, rate=args.rate, count=args.messages,
+                                max_seconds=60, qos=args.qos).start()
                 sent, acked, pub_s = load.join(90)
                 expected = sent * kit.READINGS_PER_MESSAGE
                 platform.wait(lambda: counter.readings >= expected, 60)
