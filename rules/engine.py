@@ -24,6 +24,8 @@ Time policy (docs/rules.md, "Restarts and clock jumps"):
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -90,6 +92,11 @@ class RuleEngine:
         self._last_clock: tuple[float, datetime] | None = None
         self._wall_shift = timedelta(0)
         self._distrust_until: float | None = None
+        # Rule deadlines in a heap with lazy deletion: an entry counts only while it
+        # equals `_deadline_of[(site, index)]`, so next_deadline is not O(rules).
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._deadline_of: dict[tuple[str, int], float | None] = {}
+        self._seq = itertools.count()
         self.sites: dict[str, SiteState] = {}
         for rules in rules_by_site.values():
             for rule in rules:
@@ -158,6 +165,29 @@ class RuleEngine:
         for rules in self.rules_by_site.values():
             for rule in rules:
                 rule.start(now)
+        self._refresh_all()
+
+    def _refresh(self, site_id: str, index: int, rule: Rule) -> None:
+        key = (site_id, index)
+        d = rule.next_deadline()
+        if self._deadline_of.get(key) != d:
+            self._deadline_of[key] = d
+            if d is not None:
+                heapq.heappush(self._heap, (d, next(self._seq), site_id, index))
+
+    def _refresh_all(self) -> None:
+        for site_id, rules in self.rules_by_site.items():
+            for index, rule in enumerate(rules):
+                self._refresh(site_id, index, rule)
+
+    def _earliest_rule_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            d, _, site_id, index = heap[0]
+            if self._deadline_of.get((site_id, index)) == d:
+                return d
+            heapq.heappop(heap)
+        return None
 
     # -- inputs ---------------------------------------------------------------
 
@@ -181,22 +211,29 @@ class RuleEngine:
         state = self.sites.get(obs.site_id)
         if state is not None:
             state.observe(obs, now)
+        for index, rule in enumerate(self.rules_by_site.get(obs.site_id, ())):
+            self._refresh(obs.site_id, index, rule)
         return out
 
     def on_tick(self, now: Instant) -> list[AlertTransition]:
         now = self._clock(now)
         out: list[AlertTransition] = []
-        for site_id, rules in self.rules_by_site.items():
-            for index, rule in enumerate(rules):
-                deadline = rule.next_deadline()
-                if deadline is None or deadline > now.mono:
-                    continue
-                try:
-                    signals = rule.on_tick(now)
-                except Exception:
-                    log.exception("rule %s of site %s failed", rule.type_name, site_id)
-                    continue
-                out += self._apply(rule, index, signals, now)
+        due: list[tuple[str, int]] = []
+        while self._heap and self._heap[0][0] <= now.mono:
+            d, _, site_id, index = heapq.heappop(self._heap)
+            key = (site_id, index)
+            if self._deadline_of.get(key) == d:
+                self._deadline_of[key] = None  # re-pushed by _refresh below
+                due.append(key)
+        for site_id, index in due:
+            rule = self.rules_by_site[site_id][index]
+            try:
+                signals = rule.on_tick(now)
+            except Exception:
+                log.exception("rule %s of site %s failed", rule.type_name, site_id)
+                signals = []
+            out += self._apply(rule, index, signals, now)
+            self._refresh(site_id, index, rule)
         for rule_key, (rule, signal) in list(self._pending.items()):
             if self._quiet_until.get(rule_key, -math.inf) <= now.mono:
                 del self._pending[rule_key]
@@ -221,12 +258,7 @@ class RuleEngine:
         """Monotonic time at which `on_tick` must next run; -inf before the first call."""
         if not self._started:
             return -math.inf
-        best: float | None = None
-        for rules in self.rules_by_site.values():
-            for rule in rules:
-                d = rule.next_deadline()
-                if d is not None and (best is None or d < best):
-                    best = d
+        best = self._earliest_rule_deadline()
         for a in self.open.values():
             if a.next_escalation is not None and (best is None or a.next_escalation < best):
                 best = a.next_escalation
@@ -457,6 +489,7 @@ class RuleEngine:
                 except Exception:
                     log.exception("could not restore rule %s of %s", rule.type_name, site_id)
                     rule.start(now)
+        self._refresh_all()
 
     def open_alerts(self) -> list[AlertTransition]:
         return [a.transition for a in self.open.values()]
