@@ -6,6 +6,7 @@ the platform's broker away and bring it back.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -33,7 +34,15 @@ def mosquitto_binary() -> str | None:
 class MosquittoBroker:
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        port: int | None = None,
+        *,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """`tls=(ca, cert, key)` adds a TLS listener on `tls_port` that requires a client
+        certificate signed by `ca`; the plain listener on `port` stays."""
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerUnavailable("mosquitto is not installed (apt-get install mosquitto)")
@@ -44,10 +53,28 @@ class MosquittoBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf = self.workdir / f"mosquitto-{self.port}.conf"
         self.log = self.workdir / f"mosquitto-{self.port}.log"
+        self.tls_port = free_port() if tls else None
+        tls_conf = ""
+        if tls:
+            ca, cert, key = tls
+            tls_conf = (
+                f"listener {self.tls_port} {self.host}\n"
+                f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+                "require_certificate true\n"
+            )
         self.conf.write_text(
+            # mosquitto started as root drops to its own user, which cannot read our
+            # temporary files; stay whoever started it.
+            f"user {getpass.getuser()}\n"
+            "per_listener_settings false\n"
             f"listener {self.port} {self.host}\n"
+            + tls_conf +
             "allow_anonymous true\n"
-            "persistence false\n"
+            # Persistent sessions survive a restart of the broker, as on a real platform.
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            f"persistence_file mosquitto-{self.port}.db\n"
+            "autosave_interval 0\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 0\n"
             "message_size_limit 0\n"

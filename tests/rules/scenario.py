@@ -25,7 +25,7 @@ DEVICES: list[dict[str, Any]] = [
     {"id": "pir-living", "kind": "motion_sensor"},
     {"id": "pir-bath", "kind": "motion_sensor"},
     {"id": "door-1", "kind": "door_contact"},
-    {"id": "sos-1", "kind": "sos_button", "protocol": "rflink"},
+    {"id": "sos-1", "kind": "sos_button", "protocol": "rulestest_rf"},
 ]
 POLL = 300.0  # meters are read every 5 minutes
 INCIDENTS = ("fall", "no_water_day", "door_night", "sos", "tap", "meter_silent", "weekend_away")

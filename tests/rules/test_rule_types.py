@@ -474,7 +474,7 @@ def test_power_high_stove_left_on(harness: Build) -> None:
 def test_device_offline_silence_alive_and_cooldown(harness: Build) -> None:
     h = harness([{"type": "device_offline", "after": "30m", "cooldown": "10m"}],
                 devices=[{"id": "water-1", "kind": "water_meter"},
-                         {"id": "sos-1", "kind": "sos_button", "protocol": "rflink"}])
+                         {"id": "sos-1", "kind": "sos_button", "protocol": "rulestest_rf"}])
     h.obs("water-1", "water_total_m3", 1.0)
     got = h.advance(31 * M)
     assert [(t.type, t.device_ids) for t in raised(got)] == [("device_offline", ("water-1",))]

@@ -1,0 +1,120 @@
+"""The `mqtt` bus type: a local broker that devices (zigbee2mqtt, ...) publish to.
+
+One aiomqtt connection per bus, owned by `MqttBus.run()`. Drivers register topic
+handlers before the bus runs; the bus subscribes to all of them on every
+(re)connect and hands each message to the handlers whose filter matches. A
+handler is a plain function: it parses and emits, it never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+import aiomqtt
+from pydantic import Field, SecretStr
+
+from drivers.base import DriverContext
+from gateway.config import BusConfig
+from gateway.durations import Duration
+from gateway.registry import BusType, Options, register_bus_type
+
+log = logging.getLogger("hearthgate.drivers.mqtt")
+
+Handler = Callable[[str, bytes], None]
+MAX_PAYLOAD = 256 * 1024
+
+
+class MqttBusOptions(Options):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive: Duration = 30.0
+    client_id: str | None = None
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT wildcard matching (`+` one level, `#` the rest)."""
+    fparts = topic_filter.split("/")
+    tparts = topic.split("/")
+    for i, f in enumerate(fparts):
+        if f == "#":
+            return True
+        if i >= len(tparts) or (f != "+" and f != tparts[i]):
+            return False
+    return len(fparts) == len(tparts)
+
+
+class MqttBus:
+    def __init__(self, config: BusConfig, ctx: DriverContext) -> None:
+        self.config = config
+        self.options: MqttBusOptions = config.options  # type: ignore[assignment]
+        self.ctx = ctx
+        self.handlers: list[tuple[str, Handler]] = []
+        self.connected = asyncio.Event()
+        self.messages = 0
+
+    def subscribe(self, topic_filter: str, handler: Handler) -> None:
+        self.handlers.append((topic_filter, handler))
+
+    def dispatch(self, topic: str, payload: bytes) -> None:
+        self.messages += 1
+        if len(payload) > MAX_PAYLOAD:
+            self.ctx.frame_error(None, "payload_too_large", payload[:64], topic)
+            return
+        for topic_filter, handler in self.handlers:
+            if topic_matches(topic_filter, topic):
+                try:
+                    handler(topic, payload)
+                except Exception:
+                    # A driver bug on one message must not cut the bus off for every device.
+                    log.exception("handler for %s failed on %s", topic_filter, topic)
+                    self.ctx.frame_error(None, "handler_error", payload[:64], topic)
+
+    async def run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.options.host,
+                    self.options.port,
+                    username=self.options.username,
+                    password=(self.options.password.get_secret_value()
+                              if self.options.password else None),
+                    identifier=self.options.client_id,
+                    keepalive=max(5, int(self.options.keepalive)),
+                    timeout=10,
+                ) as client:
+                    for topic_filter in sorted({f for f, _ in self.handlers}):
+                        await client.subscribe(topic_filter, qos=1)
+                    self.connected.set()
+                    delay = 0.2
+                    log.info("bus %s connected to %s:%s", self.config.id, self.options.host,
+                             self.options.port)
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, bytes | bytearray):
+                            payload = b"" if payload is None else str(payload).encode()
+                        self.dispatch(str(message.topic), bytes(payload))
+            except aiomqtt.MqttError as exc:
+                if self.connected.is_set():
+                    log.warning("bus %s lost its broker: %s", self.config.id, exc)
+                else:
+                    log.debug("bus %s cannot reach its broker: %s", self.config.id, exc)
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(5.0, delay * 2)
+
+
+register_bus_type(
+    BusType(
+        "mqtt",
+        MqttBusOptions,
+        MqttBus,
+        description="a local MQTT broker that devices publish to (zigbee2mqtt)",
+    )
+)

@@ -1,0 +1,181 @@
+"""`hearthgate` — the one command (contract §1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
+EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
+
+log = logging.getLogger("hearthgate")
+
+
+def _setup_logging(level: str) -> None:
+    from gateway.journal_logging import setup_logging
+
+    setup_logging(level)
+
+
+def _load(path: str, warnings: list[str] | None = None) -> GatewayConfig | None:
+    """The config, or None after printing its problems; warnings are collected, not printed."""
+    from gateway.config import ConfigError
+    from gateway.config_loader import load
+
+    try:
+        result = load(Path(path))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem.format(), file=sys.stderr)
+        return None
+    if warnings is not None:
+        warnings += [w.format() for w in result.warnings]
+    return result.config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    warnings: list[str] = []
+    config = _load(args.config, warnings)
+    if config is None:
+        return EXIT_CONFIG
+    from gateway.journal_logging import add_secret
+    from gateway.service import Gateway, uplink_password
+
+    try:
+        add_secret(uplink_password(config))
+    except OSError as exc:
+        print(f"{args.config}: error: cannot read uplink.password_file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for bus in config.buses:
+        secret = getattr(bus.options, "password", None)
+        add_secret(secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret)
+    _setup_logging(args.log_level or config.gateway.log_level)
+    for warning in warnings:
+        log.warning("%s", warning)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        gateway = Gateway(config, data_dir=Path(args.data_dir) if args.data_dir else None)
+        await gateway.run(stop)
+
+    try:
+        asyncio.run(main())
+    except Exception:
+        log.critical("hearthgate stopped on a fatal error", exc_info=True)
+        return EXIT_FATAL
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.check import run_check
+
+    return run_check(Path(args.config))
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from gateway.views import print_alerts
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    return print_alerts(config, data_dir=Path(args.data_dir) if args.data_dir else None,
+                        as_json=args.json)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from gateway.views import print_devices
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    return print_devices(config, data_dir=Path(args.data_dir) if args.data_dir else None,
+                         as_json=args.json)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.replay import run_replay
+
+    return run_replay(Path(args.config), Path(args.events))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.simulate import run_simulator
+
+    return run_simulator(args.kind, args.args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(args.args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hearthgate", description="Edge gateway for elderly care: sensors in, alerts out."
+    )
+    parser.add_argument("--version", action="version", version=f"hearthgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", required=True, metavar="FILE", help="the YAML config")
+        return p
+
+    p = with_config("run", "run the service in the foreground")
+    p.add_argument("--data-dir", help="override gateway.data_dir")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+
+    p = with_config("check", "validate the config without touching devices or the network")
+    p.set_defaults(func=cmd_check)
+
+    for name, func, text in (
+        ("alerts", cmd_alerts, "list alerts in the local store"),
+        ("devices", cmd_devices, "list devices: last seen, last value, battery, online"),
+    ):
+        p = with_config(name, text)
+        p.add_argument("--data-dir", help="override gateway.data_dir")
+        p.add_argument("--json", action="store_true", help="JSON instead of a table")
+        p.set_defaults(func=func)
+
+    p = with_config("replay", "run the rules over recorded observations in simulated time")
+    p.add_argument("events", metavar="EVENTS.jsonl")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("simulate", help="run one device simulator (for bench tests)")
+    p.add_argument("kind", help="dlt645 | cjt188 | sdm120 | rflink | osdp | zigbee2mqtt")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the simulator's own options")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="a self-contained showcase in accelerated time")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

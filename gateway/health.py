@@ -1,0 +1,119 @@
+"""Device health: last seen, last values, battery, link quality, online.
+
+Built from the observations that pass through the gateway, so drivers need
+only emit. A device is online when it has been heard from within its silence
+limit and its driver has not reported it unreachable (`alive` false). Devices
+that only speak when something happens (a 433 MHz button) have no silence
+limit unless the installer sets `offline_after`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import DeviceConfig, GatewayConfig
+from gateway.model import Instant, Observation, ObservationValue, isoformat
+
+# Readings that describe the device rather than the home.
+_HEALTH_METRICS = {"alive", "battery_pct", "linkquality", "rssi"}
+
+
+def silence_limit(device: DeviceConfig) -> float | None:
+    if device.offline_after is not None:
+        return device.offline_after
+    poll = getattr(device.options, "poll", None)
+    if isinstance(poll, int | float) and poll > 0:
+        # Three missed polls, and a minute of slack for retries on a busy bus.
+        return 3 * float(poll) + 60.0
+    return None
+
+
+@dataclass
+class DeviceState:
+    device: DeviceConfig
+    limit: float | None
+    last_seen: Instant | None = None
+    alive: bool | None = None
+    battery: float | None = None
+    linkquality: float | None = None
+    values: dict[str, ObservationValue] = field(default_factory=dict)
+
+    def online(self, now: Instant) -> bool:
+        if self.last_seen is None or self.alive is False:
+            return False
+        return self.limit is None or now.mono - self.last_seen.mono <= self.limit
+
+
+class DeviceHealth:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.tz = config.gateway.tz
+        self.devices = {d.id: DeviceState(d, silence_limit(d)) for d in config.devices}
+        self._online: dict[str, bool] = {}
+
+    def observe(self, obs: Observation) -> None:
+        state = self.devices.get(obs.device_id)
+        if state is None:
+            return
+        if obs.metric == "alive":
+            state.alive = bool(obs.value)
+            if obs.value is False:
+                return  # "unreachable" is not a sign of life
+        else:
+            state.alive = True  # a device that says anything is reachable
+        state.last_seen = obs.at
+        if obs.metric == "battery_pct" and isinstance(obs.value, int | float):
+            state.battery = float(obs.value)
+        elif obs.metric == "linkquality" and isinstance(obs.value, int | float):
+            state.linkquality = float(obs.value)
+        if obs.metric not in _HEALTH_METRICS:
+            state.values[obs.metric] = obs.value
+
+    def changed(self, now: Instant) -> bool:
+        """Whether any device went online or offline since the last call."""
+        current = {d: s.online(now) for d, s in self.devices.items()}
+        changed = current != self._online
+        self._online = current
+        return changed
+
+    def next_expiry(self, now: Instant) -> float | None:
+        """Monotonic time at which some online device will go offline by silence."""
+        times = [
+            s.last_seen.mono + s.limit
+            for s in self.devices.values()
+            if s.limit is not None and s.last_seen is not None and s.online(now)
+        ]
+        return min(times, default=None)
+
+    def snapshot(self, now: Instant) -> list[dict[str, Any]]:
+        out = []
+        for device_id, s in self.devices.items():
+            out.append(
+                {
+                    "device_id": device_id,
+                    "site_id": s.device.site,
+                    "kind": s.device.kind,
+                    "protocol": s.device.protocol,
+                    "online": s.online(now),
+                    "last_seen": isoformat(s.last_seen.wall, self.tz) if s.last_seen else None,
+                    "battery": s.battery,
+                    "linkquality": s.linkquality,
+                    "values": dict(s.values),
+                }
+            )
+        return out
+
+    def payload(self, now: Instant) -> str:
+        return json.dumps(
+            {
+                "schema": "hearthgate.devices/1",
+                "ts": isoformat(now.wall, self.tz),
+                "devices": self.snapshot(now),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    def online_count(self, now: Instant) -> int:
+        return sum(1 for s in self.devices.values() if s.online(now))
