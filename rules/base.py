@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity
+from gateway.model import Instant, Observation, Severity, isoformat
 from gateway.registry import Options
 from rules.site_state import DeviceHealth, Presence, SiteState
 
@@ -100,7 +100,7 @@ class Rule(ABC):
 
     def local(self, now: Instant) -> str:
         """`now` as ISO 8601 with the site's offset (for details)."""
-        return now.wall.astimezone(self.site.timezone).isoformat(timespec="seconds")
+        return isoformat(now.wall, self.site.timezone)
 
     def watched(self, *kinds: str) -> tuple[str, ...]:
         """Ids of the site's devices of these kinds that this rule reads."""

@@ -372,6 +372,11 @@ class RuleEngine:
     def snapshot(self, now: Instant) -> dict[str, Any]:
         """Everything needed to carry on after a restart, as JSON-able data."""
         now = self._clock(now)
+        state = self._snapshot(now)
+        self._refresh_all()  # rules bring their accounting up to date while saving
+        return state
+
+    def _snapshot(self, now: Instant) -> dict[str, Any]:
         return {
             "version": SNAPSHOT_VERSION,
             "saved_mono": now.mono,

@@ -25,7 +25,8 @@ KIND_OFFLINE_AFTER: dict[str, float | None] = {
     "sos_button": None,
 }
 DEFAULT_OFFLINE_AFTER = 2 * 3600.0
-NO_HEARTBEAT_PROTOCOLS = frozenset({"rflink"})
+# Radio buttons and wired pins say nothing until something happens: silence is normal.
+NO_HEARTBEAT_PROTOCOLS = frozenset({"rflink", "gpio"})
 
 
 class DeviceOfflineOptions(RuleOptions):
