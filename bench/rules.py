@@ -13,13 +13,13 @@ import random
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datetime import UTC, datetime, timedelta
 
 from gateway.model import Instant, Observation
 from gateway.registry import RULES, load_plugins

@@ -39,6 +39,7 @@ class SiteDevice:
     kind: str
     protocol: str
     offline_after: float | None = None  # the device's own `offline_after`, if set
+    name: str | None = None  # what installers called it ("Bathroom pull-cord")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,13 @@ class RuleSite:
 
     def devices_of(self, *kinds: str) -> tuple[SiteDevice, ...]:
         return tuple(d for d in self.devices if d.kind in kinds)
+
+    def label(self, device_id: str) -> str:
+        """A device as a care worker reads it: its name and id, or the id."""
+        for d in self.devices:
+            if d.id == device_id and d.name:
+                return f"{d.name} ({device_id})"
+        return device_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ class RuleEngine:
         rules_by_site: dict[str, list[Rule]] = {}
         for site in config.sites:
             devices = tuple(
-                SiteDevice(d.id, d.kind, d.protocol, d.offline_after)
+                SiteDevice(d.id, d.kind, d.protocol, d.offline_after, getattr(d, "name", None))
                 for d in config.devices
                 if d.site == site.id
             )
