@@ -92,6 +92,7 @@ class RuleEngine:
         self._last_clock: tuple[float, datetime] | None = None
         self._wall_shift = timedelta(0)
         self._distrust_until: float | None = None
+        self._orphans: list[str] = []  # alert ids to close at the next tick (see restore)
         # Rule deadlines in a heap with lazy deletion: an entry counts only while it
         # equals `_deadline_of[(site, index)]`, so next_deadline is not O(rules).
         self._heap: list[tuple[float, int, str, int]] = []
@@ -239,6 +240,11 @@ class RuleEngine:
                 del self._pending[rule_key]
                 self._quiet_until.pop(rule_key, None)
                 out.append(self._raise(rule, rule_key, signal, now))
+        for alert_id in self._orphans:
+            alert = self.open.get(alert_id)
+            if alert is not None:
+                out.append(self._close(alert, now, {"closed_because": "rules changed"}, None))
+        self._orphans.clear()
         out += self._escalate(now)
         return out
 
@@ -256,7 +262,7 @@ class RuleEngine:
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which `on_tick` must next run; -inf before the first call."""
-        if not self._started:
+        if not self._started or self._orphans:
             return -math.inf
         best = self._earliest_rule_deadline()
         for a in self.open.values():
@@ -365,7 +371,7 @@ class RuleEngine:
         site_id, index, _ = rule_key.split("/", 2)
         rules = self.rules_by_site.get(site_id, [])
         i = int(index)
-        return rules[i] if i < len(rules) else None
+        return rules[i] if 0 <= i < len(rules) else None
 
     # -- persistence ----------------------------------------------------------
 
@@ -449,8 +455,6 @@ class RuleEngine:
         saved_at = Instant(now.mono - credit, saved_wall)
         for item in state.get("alerts", []):
             transition = _transition_from_json(item["transition"])
-            if self._rule_for(item["rule_key"]) is None:
-                continue
             escalate_in = item.get("escalate_in")
             alert = OpenAlert(
                 transition,
@@ -483,6 +487,7 @@ class RuleEngine:
                 log.exception("could not restore the state of site %s", site_id)
                 site_state.start(now)
         saved_rules = state.get("rules", {})
+        restored: set[tuple[str, int]] = set()
         for site_id, rules in self.rules_by_site.items():
             for i, rule in enumerate(rules):
                 saved = saved_rules.get(f"{site_id}/{i}/{rule.type_name}")
@@ -491,9 +496,18 @@ class RuleEngine:
                         rule.start(now)
                     else:
                         rule.restore(saved, saved_at, now)
+                        restored.add((site_id, i))
                 except Exception:
                     log.exception("could not restore rule %s of %s", rule.type_name, site_id)
                     rule.start(now)
+        # An open alert whose rule is gone, changed type, or starts afresh would never be
+        # cleared by it: close it at the next tick so the platform is not left waiting.
+        for alert in self.open.values():
+            site_id, index, _ = alert.rule_key.split("/", 2)
+            rule = self._rule_for(alert.rule_key)
+            same = rule is not None and rule.type_name == alert.transition.type
+            if not same or not (rule.clear_on_ack or (site_id, int(index)) in restored):
+                self._orphans.append(alert.transition.alert_id)
         self._refresh_all()
 
     def open_alerts(self) -> list[AlertTransition]:

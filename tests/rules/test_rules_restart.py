@@ -212,3 +212,29 @@ def test_schedule_hours_on_dst_nights(day: tuple[int, int, int], hours: float) -
     start = local("Europe/Berlin", *day, 0, 0) - timedelta(hours=1)
     assert s.seconds_inside(start, start + timedelta(hours=12)) == hours * 3600
     assert s.wall_needed(start, hours * 3600) == hours * 3600 + 3600
+
+
+def test_alert_of_a_removed_rule_is_closed_after_restart(harness: Build) -> None:
+    import json
+
+    from rules.engine import RuleEngine
+    from tests.rules.support import make_config
+
+    h = harness([{"type": "tamper"}, {"type": "sos"}])
+    tamper = h.obs("door-1", "tamper", True)[0]
+    sos = h.obs("sos-1", "sos", True)[0]
+    state = json.loads(json.dumps(h.engine.snapshot(h.clock.now())))
+    # The installer swapped the rules around and dropped tamper.
+    engine = RuleEngine.from_config(make_config([{"type": "sos"}]))
+    engine.restore(state, h.clock.now())
+    assert engine.next_deadline() == float("-inf")
+    got = engine.on_tick(h.clock.now())
+    assert sorted((t.alert_id, str(t.state), t.details["closed_because"]) for t in got) == sorted(
+        [(tamper.alert_id, "cleared", "rules changed"), (sos.alert_id, "cleared", "rules changed")]
+    )
+    assert engine.open_alerts() == []
+    # Same rules, same order: nothing is closed.
+    engine2 = RuleEngine.from_config(h.config)
+    engine2.restore(state, h.clock.now())
+    assert engine2.on_tick(h.clock.now()) == []
+    assert {t.alert_id for t in engine2.open_alerts()} == {tamper.alert_id, sos.alert_id}
