@@ -543,3 +543,12 @@ def test_payload_shape(harness: Build) -> None:
     assert p["raised_at"].endswith("+08:00") and p["resident_id"] == "r-1"
     assert p["device_ids"] == ["sos-1"]
     _ = timedelta
+
+
+def test_messages_name_the_device(harness: Build) -> None:
+    h = harness([{"type": "battery_low"}, {"type": "device_offline"}], language="zh",
+                devices=[{"id": "sos-9", "kind": "sos_button", "name": "卫生间拉绳"}])
+    [low] = h.obs("sos-9", "battery_pct", 5)
+    assert low.message == "电池电量低：卫生间拉绳 (sos-9)（5%）"
+    [off] = h.obs("sos-9", "alive", False)
+    assert off.message == "设备无法连接：卫生间拉绳 (sos-9)"
