@@ -125,7 +125,7 @@ class Store:
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointed_at = 0
-        self._last_checkpoint = float("-inf")
+        self._last_checkpoint = 0.0  # the loop's time of the last checkpoint, or of start
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -164,6 +164,7 @@ class Store:
 
     async def run(self) -> None:
         """The one writer: commit queued jobs in groups until cancelled."""
+        self._last_checkpoint = asyncio.get_running_loop().time()
         while True:
             first = await self._queue.get()
             jobs = [first]
