@@ -31,6 +31,14 @@ test: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# On the Raspberry Pi: a system user, a venv under /opt, /etc/hearthgate, udev rules and the
+# systemd unit (systemd/install.sh; INSTALL_ARGS=--dry-run lists what it would change).
+install:
+	$(SUDO) ./systemd/install.sh $(INSTALL_ARGS) install
+
+uninstall:
+	$(SUDO) ./systemd/install.sh $(INSTALL_ARGS) uninstall
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 

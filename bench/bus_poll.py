@@ -1,6 +1,6 @@
 """How fast one serial bus polls meters, next to what the line itself allows.
 
-    python bench/bus_poll.py            (from the repository root; about 15 s)
+    python bench/bus_poll.py            (from the repository root; about 20 s)
 
 Two DL/T 645 and two CJ/T 188 meters are simulated in a separate process on a
 pseudo-terminal; the gateway side (a `serial` bus and the `dlt645`/`cjt188` drivers, built

@@ -15,16 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from drivers import cjt188_codec as codec
 from drivers.base import DriverContext
-from drivers.meter_poller import MeterPoller, PollFailed, Reading
+from drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
 from drivers.meter_sense import convert
 from drivers.serial_bus import SerialBus
 from gateway.config import DeviceConfig
-from gateway.durations import Duration
-from gateway.registry import Options, ProtocolSpec, register_protocol
+from gateway.registry import ProtocolSpec, register_protocol
 
 METER_TYPE_CODES = {
     "cold_water": 0x10,
@@ -34,26 +33,14 @@ METER_TYPE_CODES = {
 }
 
 
-class CJT188Options(Options):
+class CJT188Options(BCDMeterOptions):
+    codec = codec
     address: str = Field(description="meter address, 14 digits as on the nameplate")
-    poll: Duration = Field(default=300.0, ge=1.0)
     meter_type: Literal["cold_water", "hot_water", "drinking_water", "reclaimed_water"] = (
         "cold_water"
     )
     di_order: codec.DiOrder = "high_first"
     status: Literal["standard", "high_bits", "none"] = "standard"
-    preamble: int = Field(default=4, ge=0, le=4)
-    max_rate: float | None = Field(default=None, gt=0)
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _address(cls, value: object) -> str:
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise ValueError("address must be the meter's number, like \"00000000001234\"")
-        try:
-            return codec.normalize_address(value)
-        except codec.FrameError as exc:
-            raise ValueError(exc.detail) from None
 
 
 class CJT188Driver(MeterPoller):
@@ -67,35 +54,16 @@ class CJT188Driver(MeterPoller):
         self._ser = (self._ser + 1) & 0xFF
         return self._ser
 
-    def _parse_for(
-        self, device: DeviceConfig, address: str, ser: int
-    ) -> Callable[[bytearray], codec.FlowReading | codec.ErrorReply | None]:
-        ctx = self.ctx
+    @staticmethod
+    def _answers(ser: int) -> Callable[[codec.FlowReading | codec.ErrorReply],
+                                       tuple[str, str] | None]:
+        def check(reply: codec.FlowReading | codec.ErrorReply) -> tuple[str, str] | None:
+            if reply.ser != ser:
+                # A late answer to an earlier request: not this exchange's reply.
+                return "stale_reply", f"SER {reply.ser}, expected {ser}"
+            return None
 
-        def parse(buf: bytearray) -> codec.FlowReading | codec.ErrorReply | None:
-            while True:
-                try:
-                    frame = codec.next_frame(buf)
-                    if frame is None:
-                        return None
-                    if not frame.is_reply:
-                        continue  # our own request, echoed by a half-duplex adapter
-                    if frame.address != address:
-                        ctx.frame_error(device.id, "other_address", codec.encode_frame(frame),
-                                        f"reply from {frame.address}")
-                        continue
-                    reply = codec.decode_reply(frame)
-                except codec.FrameError as exc:
-                    ctx.frame_error(device.id, exc.kind, exc.data, exc.detail)
-                    continue
-                if reply.ser != ser:
-                    # A late answer to an earlier request: not this exchange's reply.
-                    ctx.frame_error(device.id, "stale_reply", codec.encode_frame(frame),
-                                    f"SER {reply.ser}, expected {ser}")
-                    continue
-                return reply
-
-        return parse
+        return check
 
     async def poll(self, device: DeviceConfig) -> list[Reading]:
         opts = device.options
@@ -105,7 +73,8 @@ class CJT188Driver(MeterPoller):
             METER_TYPE_CODES[opts.meter_type], opts.address, ser,
             di_order=opts.di_order, preamble=opts.preamble,
         )
-        reply = await self.bus.exchange(request, self._parse_for(device, opts.address, ser))
+        parse = self.reply_parser(device, codec, opts.address, self._answers(ser))
+        reply = await self.bus.exchange(request, parse)
         if isinstance(reply, codec.ErrorReply):
             self.ctx.frame_error(device.id, "error_reply", b"", f"ST {reply.status.hex(' ')}")
             raise PollFailed(f"meter {opts.address} answered with an error (ST "

@@ -178,26 +178,17 @@ STATUS_LAYOUTS: dict[str, StatusLayout] = {
 
 
 def encode_address(address: str) -> bytes:
-    if len(address) != 14 or any(c not in "0123456789Aa" for c in address):
-        raise FrameError("address", f"'{address}' is not 14 digits")
-    return bytes.fromhex(address)[::-1]
+    """14 digits (BCD, 'A' = wildcard nibble) → 7 bytes, low byte first."""
+    return framing.encode_address(address, 14, FrameError)
 
 
 def decode_address(raw: bytes) -> str:
-    if len(raw) != 7:
-        raise FrameError("address", f"{len(raw)} address bytes, not 7", raw)
-    text = raw[::-1].hex().upper()
-    if any(c not in "0123456789A" for c in text):
-        raise FrameError("address", f"address bytes are not BCD: {raw.hex(' ')}", raw)
-    return text
+    return framing.decode_address(raw, 14, FrameError)
 
 
 def normalize_address(address: str | int) -> str:
-    """Accept `1234` or `"00000000001234"`: pad with zeros to 14 digits."""
-    text = str(address).strip().upper()
-    if not text or len(text) > 14 or any(c not in "0123456789A" for c in text):
-        raise FrameError("address", f"'{address}' is not a CJ/T 188 address (up to 14 digits)")
-    return text.rjust(14, "0")
+    """Accept `1234` or `"00000000001234"`: zero-padded to 14 digits, as on the nameplate."""
+    return framing.normalize_address(address, 14, "CJ/T 188", FrameError)
 
 
 def bcd_to_int(raw: bytes) -> int:

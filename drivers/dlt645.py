@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from drivers import dlt645_codec as codec
 from drivers.base import DriverContext
-from drivers.meter_poller import MeterPoller, PollFailed, Reading
+from drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
 from drivers.meter_sense import convert
 from gateway.config import DeviceConfig
-from gateway.durations import Duration
-from gateway.registry import Options, ProtocolSpec, register_protocol
+from gateway.registry import ProtocolSpec, register_protocol
 
 ReadItem = Literal["energy_total_kwh", "power_w", "voltage_v", "current_a"]
 
@@ -31,56 +30,24 @@ _DI = {
 _ENERGY_DI = {"forward": 0x00010000, "combined": 0x00000000}
 
 
-class DLT645Options(Options):
+class DLT645Options(BCDMeterOptions):
+    codec = codec
     address: str = Field(description="meter address, 12 digits as on the nameplate")
-    poll: Duration = Field(default=300.0, ge=1.0)
     read: tuple[ReadItem, ...] = ("energy_total_kwh", "power_w", "voltage_v", "current_a")
     energy: Literal["forward", "combined"] = "forward"
-    preamble: int = Field(default=4, ge=0, le=4)
-    max_rate: float | None = Field(default=None, gt=0)
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _address(cls, value: object) -> str:
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise ValueError("address must be the meter's number, like \"000000005678\"")
-        try:
-            return codec.normalize_address(value)
-        except codec.FrameError as exc:
-            raise ValueError(exc.detail) from None
 
 
 class DLT645Driver(MeterPoller):
     protocol = "dlt645"
 
-    def _parse_for(
-        self, device: DeviceConfig, address: str, di: int
-    ) -> Callable[[bytearray], codec.ReadReply | codec.ErrorReply | None]:
-        ctx = self.ctx
+    @staticmethod
+    def _answers(di: int) -> Callable[[codec.ReadReply | codec.ErrorReply], tuple[str, str] | None]:
+        def check(reply: codec.ReadReply | codec.ErrorReply) -> tuple[str, str] | None:
+            if isinstance(reply, codec.ReadReply) and reply.di != di:
+                return "other_di", f"reply for {reply.di:08X}, asked {di:08X}"
+            return None
 
-        def parse(buf: bytearray) -> codec.ReadReply | codec.ErrorReply | None:
-            while True:
-                try:
-                    frame = codec.next_frame(buf)
-                    if frame is None:
-                        return None
-                    if not frame.is_reply:
-                        continue  # our own request, echoed by a half-duplex adapter
-                    if frame.address != address:
-                        ctx.frame_error(device.id, "other_address", codec.encode_frame(frame),
-                                        f"reply from {frame.address}")
-                        continue
-                    reply = codec.decode_reply(frame)
-                except codec.FrameError as exc:
-                    ctx.frame_error(device.id, exc.kind, exc.data, exc.detail)
-                    continue
-                if isinstance(reply, codec.ReadReply) and reply.di != di:
-                    ctx.frame_error(device.id, "other_di", codec.encode_frame(frame),
-                                    f"reply for {reply.di:08X}, asked {di:08X}")
-                    continue
-                return reply
-
-        return parse
+        return check
 
     async def poll(self, device: DeviceConfig) -> list[Reading]:
         opts = device.options
@@ -90,7 +57,8 @@ class DLT645Driver(MeterPoller):
         for item in opts.read:
             di = _ENERGY_DI[opts.energy] if item == "energy_total_kwh" else _DI[item]
             request = codec.read_request(opts.address, di, preamble=opts.preamble)
-            reply = await self.bus.exchange(request, self._parse_for(device, opts.address, di))
+            parse = self.reply_parser(device, codec, opts.address, self._answers(di))
+            reply = await self.bus.exchange(request, parse)
             if isinstance(reply, codec.ErrorReply):
                 refused += 1
                 self.ctx.frame_error(device.id, "error_reply", b"",
@@ -99,7 +67,8 @@ class DLT645Driver(MeterPoller):
             value = float(reply.value)
             if item == "power_w":
                 value = convert(value, "kW", "W")
-            readings.append(Reading(item, round(value, 4)))
+            monotonic = not (item == "energy_total_kwh" and opts.energy == "combined")
+            readings.append(Reading(item, round(value, 4), monotonic))
         if opts.read and refused == len(opts.read):
             raise PollFailed(f"meter {opts.address} refused every read")
         return readings

@@ -136,28 +136,17 @@ class ErrorReply:
 
 
 def encode_address(address: str) -> bytes:
-    """`123456789012` → `12 90 78 56 34 12` (low byte first). 'A' nibbles are wildcards."""
-    if len(address) != 12 or any(c not in "0123456789Aa" for c in address):
-        raise FrameError("address", f"'{address}' is not 12 digits")
-    raw = bytes.fromhex(address)
-    return raw[::-1]
+    """12 digits (BCD, 'A' = wildcard nibble) → 6 bytes, low byte first."""
+    return framing.encode_address(address, 12, FrameError)
 
 
 def decode_address(raw: bytes) -> str:
-    if len(raw) != 6:
-        raise FrameError("address", f"{len(raw)} address bytes, not 6", raw)
-    text = raw[::-1].hex().upper()
-    if any(c not in "0123456789A" for c in text):
-        raise FrameError("address", f"address bytes are not BCD: {raw.hex(' ')}", raw)
-    return text
+    return framing.decode_address(raw, 12, FrameError)
 
 
 def normalize_address(address: str | int) -> str:
-    """Accept `5678`, `"000000005678"`: pad with zeros to 12 digits (what nameplates show)."""
-    text = str(address).strip().upper()
-    if not text or len(text) > 12 or any(c not in "0123456789A" for c in text):
-        raise FrameError("address", f"'{address}' is not a DL/T 645 address (up to 12 digits)")
-    return text.rjust(12, "0")
+    """Accept `5678` or `"000000005678"`: zero-padded to 12 digits, as on the nameplate."""
+    return framing.normalize_address(address, 12, "DL/T 645", FrameError)
 
 
 def bcd_to_int(raw: bytes) -> int:

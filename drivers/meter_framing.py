@@ -42,6 +42,33 @@ def int_to_bcd(value: int, size: int, error: CodecError) -> bytes:
     return bytes(out)
 
 
+_ADDRESS_CHARS = frozenset("0123456789A")
+
+
+def encode_address(address: str, digits: int, error: CodecError) -> bytes:
+    """`123456789012` → `12 90 78 56 34 12`: BCD, low byte first; 'A' nibbles are wildcards."""
+    if len(address) != digits or not set(address.upper()) <= _ADDRESS_CHARS:
+        raise error("address", f"'{address}' is not {digits} digits")
+    return bytes.fromhex(address)[::-1]
+
+
+def decode_address(raw: bytes, digits: int, error: CodecError) -> str:
+    if len(raw) * 2 != digits:
+        raise error("address", f"{len(raw)} address bytes, not {digits // 2}", bytes(raw))
+    text = raw[::-1].hex().upper()
+    if not set(text) <= _ADDRESS_CHARS:
+        raise error("address", f"address bytes are not BCD: {raw.hex(' ')}", bytes(raw))
+    return text
+
+
+def normalize_address(address: str | int, digits: int, standard: str, error: CodecError) -> str:
+    """What installers write (`5678`, `"000000005678"`) → all `digits` digits, zero-padded."""
+    text = str(address).strip().upper()
+    if not text or len(text) > digits or not set(text) <= _ADDRESS_CHARS:
+        raise error("address", f"'{address}' is not a {standard} address (up to {digits} digits)")
+    return text.rjust(digits, "0")
+
+
 def checksum(raw: bytes | bytearray) -> int:
     """Sum of the bytes mod 256 (both standards)."""
     return sum(raw) & 0xFF

@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
 
 from drivers.base import DriverContext
 from drivers.meter_sense import DEFAULT_MAX_RATE_PER_HOUR, CumulativeSense
 from drivers.serial_bus import BusError, SerialBus
 from gateway.config import DeviceConfig
+from gateway.durations import Duration
 from gateway.model import ObservationValue
+from gateway.registry import Options
 
 log = logging.getLogger("hearthgate.meters")
 
@@ -32,6 +37,29 @@ STARTUP_GRACE = 5.0  # real seconds to wait for the port before the first poll
 class Reading:
     metric: str
     value: ObservationValue
+    # False for a total that may legitimately fall (DL/T 645 combined energy with solar):
+    # meter sense then leaves it alone.
+    monotonic: bool = True
+
+
+class BCDMeterOptions(Options):
+    """Keys shared by DL/T 645 and CJ/T 188 meters; subclasses set `codec`."""
+
+    codec: ClassVar[Any]
+    address: str = Field(description="meter address as on the nameplate")
+    poll: Duration = Field(default=300.0, ge=1.0)
+    preamble: int = Field(default=4, ge=0, le=4, description="FE bytes before each request")
+    max_rate: float | None = Field(default=None, gt=0)
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, value: object) -> str:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ValueError("address must be the meter's number from its nameplate")
+        try:
+            return str(cls.codec.normalize_address(value))
+        except cls.codec.FrameError as exc:
+            raise ValueError(exc.detail) from None
 
 
 class PollFailed(BusError):
@@ -53,6 +81,39 @@ class MeterPoller:
 
     async def poll(self, device: DeviceConfig) -> list[Reading]:
         raise NotImplementedError
+
+    def reply_parser(
+        self, device: DeviceConfig, codec: Any, address: str,
+        check: Callable[[Any], tuple[str, str] | None],
+    ) -> Callable[[bytearray], Any]:
+        """A `SerialBus.exchange` parse callback for DL/T 645 and CJ/T 188 (`codec` is the
+        codec module): the next reply from `address` that `check` accepts. `check(reply)`
+        returns None to accept, or (error kind, detail) to count the reply and keep waiting.
+        Everything else that arrives is counted against `device` and skipped."""
+        ctx = self.ctx
+
+        def parse(buf: bytearray) -> Any:
+            while True:
+                try:
+                    frame = codec.next_frame(buf)
+                    if frame is None:
+                        return None
+                    if not frame.is_reply:
+                        continue  # our own request, echoed by a half-duplex adapter
+                    if frame.address != address:
+                        ctx.frame_error(device.id, "other_address", codec.encode_frame(frame),
+                                        f"reply from {frame.address}")
+                        continue
+                    reply = codec.decode_reply(frame)
+                except codec.FrameError as exc:
+                    ctx.frame_error(device.id, exc.kind, exc.data, exc.detail)
+                    continue
+                problem = check(reply)
+                if problem is None:
+                    return reply
+                ctx.frame_error(device.id, problem[0], codec.encode_frame(frame), problem[1])
+
+        return parse
 
     def poll_interval(self, device: DeviceConfig) -> float:
         return float(getattr(device.options, "poll", 300.0))
@@ -121,7 +182,11 @@ class MeterPoller:
         return True
 
     def _emit(self, device: DeviceConfig, reading: Reading) -> None:
-        if reading.metric not in CUMULATIVE_METRICS or not isinstance(reading.value, float | int):
+        if (
+            reading.metric not in CUMULATIVE_METRICS
+            or not reading.monotonic
+            or not isinstance(reading.value, float | int)
+        ):
             self.ctx.emit(device, reading.metric, reading.value)
             return
         sense = self._sense.get((device.id, reading.metric))

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 
 import aiomqtt
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from drivers.base import DriverContext
 from gateway.config import BusConfig
@@ -31,7 +31,7 @@ class MqttBusOptions(Options):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     keepalive: Duration = 30.0
     client_id: str | None = None
 
@@ -54,25 +54,38 @@ class MqttBus:
         self.options: MqttBusOptions = config.options  # type: ignore[assignment]
         self.ctx = ctx
         self.handlers: list[tuple[str, Handler]] = []
+        # Most filters are exact device topics: a dict finds their handlers in one step
+        # instead of matching every filter of every device against every message.
+        self._exact: dict[str, list[tuple[str, Handler]]] = {}
+        self._wildcard: list[tuple[str, Handler]] = []
         self.connected = asyncio.Event()
         self.messages = 0
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         self.handlers.append((topic_filter, handler))
+        if "+" in topic_filter or "#" in topic_filter:
+            self._wildcard.append((topic_filter, handler))
+        else:
+            self._exact.setdefault(topic_filter, []).append((topic_filter, handler))
+
+    def _handlers_for(self, topic: str) -> list[tuple[str, Handler]]:
+        if any(topic_matches(f, topic) for f, _ in self._wildcard):
+            # Rare: keep registration order across exact and wildcard filters.
+            return [(f, h) for f, h in self.handlers if topic_matches(f, topic)]
+        return self._exact.get(topic, [])
 
     def dispatch(self, topic: str, payload: bytes) -> None:
         self.messages += 1
         if len(payload) > MAX_PAYLOAD:
             self.ctx.frame_error(None, "payload_too_large", payload[:64], topic)
             return
-        for topic_filter, handler in self.handlers:
-            if topic_matches(topic_filter, topic):
-                try:
-                    handler(topic, payload)
-                except Exception:
-                    # A driver bug on one message must not cut the bus off for every device.
-                    log.exception("handler for %s failed on %s", topic_filter, topic)
-                    self.ctx.frame_error(None, "handler_error", payload[:64], topic)
+        for topic_filter, handler in self._handlers_for(topic):
+            try:
+                handler(topic, payload)
+            except Exception:
+                # A driver bug on one message must not cut the bus off for every device.
+                log.exception("handler for %s failed on %s", topic_filter, topic)
+                self.ctx.frame_error(None, "handler_error", payload[:64], topic)
 
     async def run(self) -> None:
         delay = 0.2
@@ -82,7 +95,8 @@ class MqttBus:
                     self.options.host,
                     self.options.port,
                     username=self.options.username,
-                    password=self.options.password,
+                    password=(self.options.password.get_secret_value()
+                              if self.options.password else None),
                     identifier=self.options.client_id,
                     keepalive=max(5, int(self.options.keepalive)),
                     timeout=10,

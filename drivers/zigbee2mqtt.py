@@ -223,8 +223,13 @@ def _convert(raw: Any, fmap: FieldMap) -> bool | int | float | str | None:
 
 
 def decode_state(payload: bytes, model: ModelMap) -> list[Reading]:
-    """Readings only (problems dropped); raises Z2MPayloadError for a non-object payload."""
-    return decode_message(payload, model).readings
+    """The strict form: readings, or Z2MPayloadError for the first problem in the payload.
+
+    The driver uses `decode_message`, which keeps the good fields of a flawed message."""
+    decoded = decode_message(payload, model)
+    if decoded.problems:
+        raise Z2MPayloadError(decoded.problems[0][1])
+    return decoded.readings
 
 
 def decode_availability(payload: bytes) -> bool:

@@ -25,8 +25,6 @@ def run_check(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) ->
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.format(), file=err)
-        count = sum(1 for p in exc.problems if p.severity == "error")
-        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=err)
         return EXIT_INVALID
     except Exception as exc:  # a bug of ours; an installer still gets one line, not a traceback
         # The exception's text is left out: it could quote a secret.

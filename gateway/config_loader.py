@@ -382,17 +382,13 @@ class _Validator:
                 )
         gateway = self._section(data, "gateway", GatewaySection)
         uplink = self._uplink(data)
-        buses = [b for i, raw in self._items(data, "buses", "bus") if (b := self._bus(i, raw))]
-        devices = [
-            d for i, raw in self._items(data, "devices", "device") if (d := self._device(i, raw))
-        ]
+        buses = self._entries(data, "buses", "bus", self._bus)
+        devices = self._entries(data, "devices", "device", self._device)
         self._unique(data, "buses", "bus")
         self._unique(data, "devices", "device")
         self._unique(data, "sites", "site")
         self._device_refs(data, buses)
-        sites = [
-            s for i, raw in self._items(data, "sites", "site") if (s := self._site(i, raw, devices))
-        ]
+        sites = self._entries(data, "sites", "site", lambda i, raw: self._site(i, raw, devices))
         if self.problems or gateway is None or uplink is None:
             return None
         return GatewayConfig.model_validate(
@@ -405,6 +401,20 @@ class _Validator:
                 "source": source,
             }
         )
+
+    def _entries(
+        self, data: dict[str, Any], key: str, what: str, build: Callable[[int, dict], Any]
+    ) -> list[Any]:
+        out = []
+        for i, raw in self._items(data, key, what):
+            before = len(self.problems)
+            entry = build(i, raw)
+            if entry is not None:
+                out.append(entry)
+            elif len(self.problems) == before:
+                # Never drop an entry silently: the gateway would run without it.
+                self.error((key, i), f"{self._where(what, raw, i)}: this entry is not valid")
+        return out
 
     def _section(self, data: dict[str, Any], key: str, model: type[BaseModel]) -> Any:
         if key not in data:
@@ -540,7 +550,10 @@ class _Validator:
         spec = self._registered(raw, "protocol", PROTOCOLS, locate, where, "protocols", DEVICE_KEYS)
         kind = raw.get("kind")
         kind_ok = False
-        if "kind" in raw:
+        if "kind" not in raw:
+            if not self._typo_of(raw, ("kind",), locate, where, extra_keys=DEVICE_KEYS):
+                self.error(locate(()), f"{where}: missing required key 'kind'", key=True)
+        else:
             if not isinstance(kind, str) or kind not in DEVICE_KINDS:
                 self.error(
                     locate(("kind",)),

@@ -20,7 +20,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -344,14 +344,3 @@ def write_textfile(registry: MetricsRegistry, path: Path | str) -> None:
             os.unlink(tmp)
         raise
 
-
-async def textfile_loop(registry: MetricsRegistry, path: Path | str,
-                        interval: float = 30.0,
-                        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
-    """Rewrite the textfile every `interval` seconds until cancelled (a supervised task)."""
-    while True:
-        try:
-            await asyncio.to_thread(write_textfile, registry, path)
-        except OSError as exc:
-            log.warning("cannot write metrics textfile %s: %s", path, exc)
-        await sleep(interval)

@@ -93,6 +93,13 @@ class Observation:
         if self.unit is None and self.metric in METRIC_UNITS:
             object.__setattr__(self, "unit", METRIC_UNITS[self.metric])
 
+    @property
+    def baseline_reset(self) -> bool:
+        """A cumulative reading that starts a new baseline (meter replaced or reset): the
+        jump from the previous total is not consumption. Drivers mark it with
+        `attrs={"baseline": "reset", "previous_total": ...}` (drivers/meter_sense.py)."""
+        return self.attrs.get("baseline") == "reset"
+
 
 class Severity(enum.StrEnum):
     CRITICAL = "critical"

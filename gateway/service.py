@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from drivers.base import DriverContext
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.health import DeviceHealth
-from gateway.model import AlertTransition, Instant, Observation, isoformat
+from gateway.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
+from gateway.model import AlertTransition, Instant, Observation, Priority, isoformat
 from gateway.registry import BUS_TYPES, PROTOCOLS, load_plugins
 from gateway.store import Store
 from gateway.supervisor import Supervisor
@@ -34,7 +36,9 @@ log = logging.getLogger("hearthgate.service")
 
 STATE_SAVE_INTERVAL = 300.0  # rule and device state between alert commits (SD-card wear)
 LIVE_DEVICES_INTERVAL = 5.0  # the runtime-dir snapshot that `hearthgate devices` reads
+METRICS_INTERVAL = 15.0  # outbox depth query and textfile refresh
 MAX_BATCH = 2000  # observations per pass of the rules loop
+HOUSEKEEPING_EVERY = 0.05  # s; rule ticks and device health checks while observations stream
 
 
 def uplink_password(config: GatewayConfig) -> str | None:
@@ -62,6 +66,8 @@ class Gateway:
         self.batcher = TelemetryBatcher(self.tz)
         self.counts: Counter[str] = Counter()
         self.alert_counts: Counter[tuple[str, str]] = Counter()
+        self.metrics = GatewayMetrics()
+        self.metrics.registry.add_collect_hook(self._collect_metrics)
         self.ready = asyncio.Event()
         self.store: Store | None = None
         self.uplink: Uplink | None = None
@@ -140,6 +146,11 @@ class Gateway:
         return tasks
 
     def _start_extras(self, sup: Supervisor) -> None:
+        g = self.config.gateway
+        if g.metrics_listen:
+            host, port = parse_listen(g.metrics_listen)
+            sup.start("metrics-http", lambda: serve_metrics(self.metrics.registry, host, port))
+        sup.start("metrics", self._metrics_loop)
         if os.environ.get("NOTIFY_SOCKET"):
             from gateway.sdnotify import SystemdNotifier
 
@@ -147,6 +158,36 @@ class Gateway:
             self._notifier = notifier
             if notifier.watchdog_interval():
                 sup.start("watchdog", lambda: notifier.watchdog_loop(self._healthy))
+
+    def _collect_metrics(self) -> None:
+        """Copy the tallies the parts keep anyway; called when metrics are read."""
+        m = self.metrics
+        m.observations.mirror({(k,): v for k, v in self.counts.items()})
+        m.frame_errors.mirror(self.ctx.errors)
+        m.alerts.mirror(self.alert_counts)
+        if self.supervisor is not None:
+            m.driver_restarts.mirror({(k,): v for k, v in self.supervisor.restarts.items()})
+        if self.uplink is not None:
+            m.uplink_connected.set(1 if self.uplink.stats.connected else 0)
+            m.uplink_published.mirror({(k,): v for k, v in self.uplink.stats.published.items()})
+        if self.store is not None:
+            m.telemetry_dropped.mirror({(): self.store.telemetry_dropped})
+        m.devices_online.set(self.health.online_count(self.clock.now()))
+
+    async def _metrics_loop(self) -> None:
+        names = {Priority.URGENT: "urgent", Priority.ALERT: "alert",
+                 Priority.TELEMETRY: "telemetry"}
+        textfile = self.config.gateway.metrics_textfile
+        while True:
+            if self.store is not None:
+                for priority, depth in (await self.store.depth()).items():
+                    self.metrics.outbox_depth.set(depth, priority=names[priority])
+            if textfile is not None:
+                try:
+                    await asyncio.to_thread(write_textfile, self.metrics.registry, textfile)
+                except OSError as exc:
+                    log.warning("cannot write metrics to %s: %s", textfile, exc)
+            await asyncio.sleep(METRICS_INTERVAL)
 
     def _healthy(self) -> bool:
         sup = self.supervisor
@@ -184,18 +225,28 @@ class Gateway:
         assert self.uplink is not None
         devices_every = self.config.uplink.devices_interval
         next_devices = 0.0
+        last_house = float("-inf")
+        house_pending = False
         while True:
             batch = self._drain()
             if not batch:
-                deadline = min(
-                    (d for d in (self.engine.next_deadline(), self.health.next_expiry(
-                        self.clock.now()), next_devices) if d is not None),
-                    default=None,
-                )
+                if house_pending:
+                    # The checks deferred below are due soon; they recompute the deadlines.
+                    deadline: float | None = last_house + HOUSEKEEPING_EVERY
+                else:
+                    deadline = min(
+                        (d for d in (self.engine.next_deadline(), self.health.next_expiry(
+                            self.clock.now()), next_devices) if d is not None),
+                        default=None,
+                    )
                 obs = await self._next_observation(deadline)
                 batch = [obs] if obs is not None else []
                 batch += self._drain()
             now = self.clock.now()
+            # Observations arrive one per event-loop turn under load: the checks over
+            # every rule and device run at most every HOUSEKEEPING_EVERY while busy, not
+            # once per message. Signals from observations (an SOS) are never deferred.
+            house = not batch or now.mono - last_house >= HOUSEKEEPING_EVERY
             transitions: list[AlertTransition] = []
             async with self._engine_lock:
                 for obs in batch:
@@ -204,17 +255,22 @@ class Gateway:
                     full = self.batcher.add(obs)
                     if full is not None:
                         await self.uplink.offer_telemetry(full, 500)
-                transitions += self.engine.on_tick(now)
+                if house:
+                    transitions += self.engine.on_tick(now)
                 if transitions:
                     await self._commit(transitions, now)
-            changed = self.health.changed(now)
-            if changed or now.mono >= next_devices:
-                self.uplink.set_devices(self.health.payload(now))
-                next_devices = now.mono + devices_every
-            if changed or (batch and now.mono - self._last_live_write >= LIVE_DEVICES_INTERVAL):
-                self._write_live_devices(now)
-            if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
-                await self._save_state(now)
+            house_pending = not house
+            if house:
+                last_house = now.mono
+                changed = self.health.changed(now)
+                if changed or now.mono >= next_devices:
+                    self.uplink.set_devices(self.health.payload(now))
+                    next_devices = now.mono + devices_every
+                if changed or (batch and now.mono - self._last_live_write
+                               >= LIVE_DEVICES_INTERVAL):
+                    self._write_live_devices(now)
+                if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
+                    await self._save_state(now)
             for _ in batch:
                 self.queue.task_done()
 
@@ -228,9 +284,17 @@ class Gateway:
         return out
 
     async def _next_observation(self, deadline: float | None) -> Observation | None:
-        get = asyncio.ensure_future(self.queue.get())
         if deadline is None:
-            return await get
+            return await self.queue.get()
+        if type(self.clock) is SystemClock:
+            # The common case, once per message under load: one timer instead of two
+            # tasks and a wait. SystemClock's monotonic time is the event loop's.
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    return await self.queue.get()
+            except TimeoutError:
+                return None
+        get = asyncio.ensure_future(self.queue.get())
         sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
         try:
             await asyncio.wait({get, sleeper}, return_when=asyncio.FIRST_COMPLETED)

@@ -7,6 +7,7 @@ one per reading: the broker, the radio link and the SD card all prefer it.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from gateway.model import Observation, isoformat
@@ -18,6 +19,9 @@ class TelemetryBatcher:
     def __init__(self, tz: Any) -> None:
         self.tz = tz
         self._readings: list[dict[str, Any]] = []
+        # Readings come in bursts stamped with the same second: format it once.
+        self._ts_second: int | None = None
+        self._ts_text = ""
 
     def add(self, obs: Observation) -> str | None:
         """Add one reading; returns a full batch's payload when MAX_READINGS is reached."""
@@ -28,12 +32,18 @@ class TelemetryBatcher:
                 "metric": obs.metric,
                 "value": obs.value,
                 "unit": obs.unit,
-                "ts": isoformat(obs.at.wall, self.tz),
+                "ts": self._ts(obs.at.wall),
             }
         )
         if len(self._readings) >= MAX_READINGS:
             return self.flush()[0]
         return None
+
+    def _ts(self, wall: datetime) -> str:
+        second = int(wall.timestamp() // 1)
+        if second != self._ts_second:
+            self._ts_second, self._ts_text = second, isoformat(wall, self.tz)
+        return self._ts_text
 
     def flush(self) -> tuple[str, int]:
         """The waiting readings as one `P/telemetry` payload, and their number."""

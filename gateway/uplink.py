@@ -80,6 +80,7 @@ class Uplink:
         self._devices_payload: str | None = None
         self._devices_dirty = False
         self._client: aiomqtt.Client | None = None
+        self._deleting: set[asyncio.Task[None]] = set()
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
 
@@ -210,6 +211,12 @@ class Uplink:
         window = {Priority.URGENT: ALERT_WINDOW, Priority.ALERT: ALERT_WINDOW,
                   Priority.TELEMETRY: TELEMETRY_WINDOW}
         done: list[OutboxItem] = []
+        if self._deleting:
+            # Deletions from the last session first: fewer items sent twice.
+            await asyncio.gather(*self._deleting, return_exceptions=True)
+        # store.added[prio] when a read of that class came back short: nothing more to read
+        # until something is added (one SQLite round trip saved per publish completed).
+        exhausted_at = dict.fromkeys(Priority, -1)
 
         async def publish(item: OutboxItem | None, hot: tuple[str, int] | None,
                           prio: Priority) -> None:
@@ -231,8 +238,13 @@ class Uplink:
         while True:
             self._wake.clear()
             if done:
+                # Not awaited here: an SOS that arrives while a backlog drains must not
+                # wait for the deletion of the telemetry just PUBACKed. Kept out of the
+                # session's task group so that a lost link does not cancel it half-way.
                 batch, done[:] = list(done), []
-                await self.store.delivered(batch)
+                task = asyncio.ensure_future(self.store.delivered(batch))
+                self._deleting.add(task)
+                task.add_done_callback(self._deleted)
             for prio in (Priority.URGENT, Priority.ALERT, Priority.TELEMETRY):
                 free = window[prio] - inflight[prio]
                 if free <= 0:
@@ -246,7 +258,12 @@ class Uplink:
                         tg.create_task(publish(None, hot, prio))
                     if free <= 0:
                         continue
+                added = self.store.added[prio]
+                if added == exhausted_at[prio]:
+                    continue
                 items = await self.store.pending(prio, cursors[prio], free)
+                if len(items) < free:
+                    exhausted_at[prio] = added
                 for item in items:
                     cursors[prio] = item.seq
                     inflight[prio] += 1
@@ -259,6 +276,13 @@ class Uplink:
                 )
             if not self._wake.is_set():
                 await self._wake.wait()
+
+    def _deleted(self, task: asyncio.Task[None]) -> None:
+        self._deleting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The rows stay in the outbox and go out again: at least once, same event_id.
+            log.warning("could not remove delivered items from the outbox: %s",
+                        task.exception())
 
     # -- receiving --------------------------------------------------------------
 

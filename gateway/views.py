@@ -22,6 +22,9 @@ from gateway.store import read_alerts, read_only, read_state
 DEVICES_FILE = "devices.json"
 
 
+SYSTEMD_RUNTIME_DIR = Path("/run/hearthgate")  # RuntimeDirectory= of the unit
+
+
 def runtime_dir(config: GatewayConfig, data_dir: Path | None = None) -> Path:
     """Where the live device snapshot goes: $RUNTIME_DIRECTORY (systemd) or the data dir."""
     env = os.environ.get("RUNTIME_DIRECTORY")
@@ -97,11 +100,17 @@ def print_alerts(
 
 
 def load_devices(config: GatewayConfig, data_dir: Path | None = None) -> dict[str, Any] | None:
-    live = runtime_dir(config, data_dir) / DEVICES_FILE
-    try:
-        return json.loads(live.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
+    # An operator's shell has no $RUNTIME_DIRECTORY: look where the unit puts it too, and
+    # take whichever snapshot is newest.
+    candidates = [runtime_dir(config, data_dir) / DEVICES_FILE]
+    if data_dir is None:
+        candidates.append(SYSTEMD_RUNTIME_DIR / DEVICES_FILE)
+    existing = [p for p in candidates if p.is_file()]
+    for live in sorted(existing, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            return json.loads(live.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
     conn = read_only(data_dir or config.gateway.data_dir)
     if conn is None:
         return None

@@ -49,6 +49,7 @@ class AbsenceRule(Rule):
         self.since: str | None = None  # when counting began (start, or last event)
         self.raised = False
         self._deadline: float | None = None
+        self._presence_version = -1
 
     # -- what a subclass says ---------------------------------------------------
 
@@ -131,6 +132,12 @@ class AbsenceRule(Rule):
         self._deadline = min(candidates) if candidates else None
 
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        presence = self.site.state.presence
+        if obs.device_id not in self.sensors and presence.version == self._presence_version:
+            # Nothing this rule reads changed: accounting can wait for the next event
+            # or deadline (presence and health are looked up by time then).
+            return []
+        self._presence_version = presence.version
         self._advance(now)
         out: list[Signal] = []
         if obs.device_id in self.sensors and self.is_sign_of_life(obs):
@@ -213,13 +220,13 @@ def water_used(anchors: dict[str, float], obs: Observation, min_use: float | Non
     """Did this cumulative reading show use since the anchor? Moves the anchor.
 
     A reading below the anchor (meter replaced or rolled over) or one the driver marks
-    `reset`/`reanchored` sets a new anchor and is not use.
+    as a new baseline (`Observation.baseline_reset`) sets a new anchor and is not use.
     """
     if obs.metric != "water_total_m3" or isinstance(obs.value, bool | str):
         return False
     value = float(obs.value)
     anchor = anchors.get(obs.device_id)
-    if anchor is None or value < anchor or obs.attrs.get("reset") or obs.attrs.get("reanchored"):
+    if anchor is None or value < anchor or obs.baseline_reset:
         anchors[obs.device_id] = value
         return False
     if value - anchor >= (min_use if min_use is not None else 1e-9) - 1e-12:

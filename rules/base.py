@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity
+from gateway.model import Instant, Observation, Severity, isoformat
 from gateway.registry import Options
 from rules.site_state import DeviceHealth, Presence, SiteState
 
@@ -39,6 +39,7 @@ class SiteDevice:
     kind: str
     protocol: str
     offline_after: float | None = None  # the device's own `offline_after`, if set
+    name: str | None = None  # what installers called it ("Bathroom pull-cord")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,13 @@ class RuleSite:
 
     def devices_of(self, *kinds: str) -> tuple[SiteDevice, ...]:
         return tuple(d for d in self.devices if d.kind in kinds)
+
+    def label(self, device_id: str) -> str:
+        """A device as a care worker reads it: its name and id, or the id."""
+        for d in self.devices:
+            if d.id == device_id and d.name:
+                return f"{d.name} ({device_id})"
+        return device_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,7 @@ class Rule(ABC):
 
     def local(self, now: Instant) -> str:
         """`now` as ISO 8601 with the site's offset (for details)."""
-        return now.wall.astimezone(self.site.timezone).isoformat(timespec="seconds")
+        return isoformat(now.wall, self.site.timezone)
 
     def watched(self, *kinds: str) -> tuple[str, ...]:
         """Ids of the site's devices of these kinds that this rule reads."""

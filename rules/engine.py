@@ -24,6 +24,8 @@ Time policy (docs/rules.md, "Restarts and clock jumps"):
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -90,6 +92,12 @@ class RuleEngine:
         self._last_clock: tuple[float, datetime] | None = None
         self._wall_shift = timedelta(0)
         self._distrust_until: float | None = None
+        self._orphans: list[str] = []  # alert ids to close at the next tick (see restore)
+        # Rule deadlines in a heap with lazy deletion: an entry counts only while it
+        # equals `_deadline_of[(site, index)]`, so next_deadline is not O(rules).
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._deadline_of: dict[tuple[str, int], float | None] = {}
+        self._seq = itertools.count()
         self.sites: dict[str, SiteState] = {}
         for rules in rules_by_site.values():
             for rule in rules:
@@ -102,7 +110,7 @@ class RuleEngine:
         rules_by_site: dict[str, list[Rule]] = {}
         for site in config.sites:
             devices = tuple(
-                SiteDevice(d.id, d.kind, d.protocol, d.offline_after)
+                SiteDevice(d.id, d.kind, d.protocol, d.offline_after, getattr(d, "name", None))
                 for d in config.devices
                 if d.site == site.id
             )
@@ -158,6 +166,29 @@ class RuleEngine:
         for rules in self.rules_by_site.values():
             for rule in rules:
                 rule.start(now)
+        self._refresh_all()
+
+    def _refresh(self, site_id: str, index: int, rule: Rule) -> None:
+        key = (site_id, index)
+        d = rule.next_deadline()
+        if self._deadline_of.get(key) != d:
+            self._deadline_of[key] = d
+            if d is not None:
+                heapq.heappush(self._heap, (d, next(self._seq), site_id, index))
+
+    def _refresh_all(self) -> None:
+        for site_id, rules in self.rules_by_site.items():
+            for index, rule in enumerate(rules):
+                self._refresh(site_id, index, rule)
+
+    def _earliest_rule_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            d, _, site_id, index = heap[0]
+            if self._deadline_of.get((site_id, index)) == d:
+                return d
+            heapq.heappop(heap)
+        return None
 
     # -- inputs ---------------------------------------------------------------
 
@@ -181,27 +212,39 @@ class RuleEngine:
         state = self.sites.get(obs.site_id)
         if state is not None:
             state.observe(obs, now)
+        for index, rule in enumerate(self.rules_by_site.get(obs.site_id, ())):
+            self._refresh(obs.site_id, index, rule)
         return out
 
     def on_tick(self, now: Instant) -> list[AlertTransition]:
         now = self._clock(now)
         out: list[AlertTransition] = []
-        for site_id, rules in self.rules_by_site.items():
-            for index, rule in enumerate(rules):
-                deadline = rule.next_deadline()
-                if deadline is None or deadline > now.mono:
-                    continue
-                try:
-                    signals = rule.on_tick(now)
-                except Exception:
-                    log.exception("rule %s of site %s failed", rule.type_name, site_id)
-                    continue
-                out += self._apply(rule, index, signals, now)
+        due: list[tuple[str, int]] = []
+        while self._heap and self._heap[0][0] <= now.mono:
+            d, _, site_id, index = heapq.heappop(self._heap)
+            key = (site_id, index)
+            if self._deadline_of.get(key) == d:
+                self._deadline_of[key] = None  # re-pushed by _refresh below
+                due.append(key)
+        for site_id, index in due:
+            rule = self.rules_by_site[site_id][index]
+            try:
+                signals = rule.on_tick(now)
+            except Exception:
+                log.exception("rule %s of site %s failed", rule.type_name, site_id)
+                signals = []
+            out += self._apply(rule, index, signals, now)
+            self._refresh(site_id, index, rule)
         for rule_key, (rule, signal) in list(self._pending.items()):
             if self._quiet_until.get(rule_key, -math.inf) <= now.mono:
                 del self._pending[rule_key]
                 self._quiet_until.pop(rule_key, None)
                 out.append(self._raise(rule, rule_key, signal, now))
+        for alert_id in self._orphans:
+            alert = self.open.get(alert_id)
+            if alert is not None:
+                out.append(self._close(alert, now, {"closed_because": "rules changed"}, None))
+        self._orphans.clear()
         out += self._escalate(now)
         return out
 
@@ -219,14 +262,9 @@ class RuleEngine:
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which `on_tick` must next run; -inf before the first call."""
-        if not self._started:
+        if not self._started or self._orphans:
             return -math.inf
-        best: float | None = None
-        for rules in self.rules_by_site.values():
-            for rule in rules:
-                d = rule.next_deadline()
-                if d is not None and (best is None or d < best):
-                    best = d
+        best = self._earliest_rule_deadline()
         for a in self.open.values():
             if a.next_escalation is not None and (best is None or a.next_escalation < best):
                 best = a.next_escalation
@@ -333,13 +371,18 @@ class RuleEngine:
         site_id, index, _ = rule_key.split("/", 2)
         rules = self.rules_by_site.get(site_id, [])
         i = int(index)
-        return rules[i] if i < len(rules) else None
+        return rules[i] if 0 <= i < len(rules) else None
 
     # -- persistence ----------------------------------------------------------
 
     def snapshot(self, now: Instant) -> dict[str, Any]:
         """Everything needed to carry on after a restart, as JSON-able data."""
         now = self._clock(now)
+        state = self._snapshot(now)
+        self._refresh_all()  # rules bring their accounting up to date while saving
+        return state
+
+    def _snapshot(self, now: Instant) -> dict[str, Any]:
         return {
             "version": SNAPSHOT_VERSION,
             "saved_mono": now.mono,
@@ -412,8 +455,6 @@ class RuleEngine:
         saved_at = Instant(now.mono - credit, saved_wall)
         for item in state.get("alerts", []):
             transition = _transition_from_json(item["transition"])
-            if self._rule_for(item["rule_key"]) is None:
-                continue
             escalate_in = item.get("escalate_in")
             alert = OpenAlert(
                 transition,
@@ -446,6 +487,7 @@ class RuleEngine:
                 log.exception("could not restore the state of site %s", site_id)
                 site_state.start(now)
         saved_rules = state.get("rules", {})
+        restored: set[tuple[str, int]] = set()
         for site_id, rules in self.rules_by_site.items():
             for i, rule in enumerate(rules):
                 saved = saved_rules.get(f"{site_id}/{i}/{rule.type_name}")
@@ -454,9 +496,19 @@ class RuleEngine:
                         rule.start(now)
                     else:
                         rule.restore(saved, saved_at, now)
+                        restored.add((site_id, i))
                 except Exception:
                     log.exception("could not restore rule %s of %s", rule.type_name, site_id)
                     rule.start(now)
+        # An open alert whose rule is gone, changed type, or starts afresh would never be
+        # cleared by it: close it at the next tick so the platform is not left waiting.
+        for alert in self.open.values():
+            site_id, index, _ = alert.rule_key.split("/", 2)
+            rule = self._rule_for(alert.rule_key)
+            same = rule is not None and rule.type_name == alert.transition.type
+            if not same or not (rule.clear_on_ack or (site_id, int(index)) in restored):
+                self._orphans.append(alert.transition.alert_id)
+        self._refresh_all()
 
     def open_alerts(self) -> list[AlertTransition]:
         return [a.transition for a in self.open.values()]

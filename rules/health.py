@@ -25,7 +25,8 @@ KIND_OFFLINE_AFTER: dict[str, float | None] = {
     "sos_button": None,
 }
 DEFAULT_OFFLINE_AFTER = 2 * 3600.0
-NO_HEARTBEAT_PROTOCOLS = frozenset({"rflink"})
+# Radio buttons and wired pins say nothing until something happens: silence is normal.
+NO_HEARTBEAT_PROTOCOLS = frozenset({"rflink", "gpio"})
 
 
 class DeviceOfflineOptions(RuleOptions):
@@ -54,12 +55,13 @@ class DeviceOfflineRule(Rule):
             details["last_seen_at"] = isoformat(datetime.fromisoformat(seen), self.site.timezone)
         if thr is not None:
             details["after_s"] = int(thr)
+        label = self.site.label(device_id)
         text = (
-            self.t(f"设备无法连接：{device_id}", f"Device unreachable: {device_id}")
+            self.t(f"设备无法连接：{label}", f"Device unreachable: {label}")
             if reason == "unreachable"
             else self.t(
-                f"设备离线：{device_id}（{span_text(self, thr or 0)}无数据）",
-                f"Device offline: {device_id} (silent for {span_text(self, thr or 0)})",
+                f"设备离线：{label}（{span_text(self, thr or 0)}无数据）",
+                f"Device offline: {label} (silent for {span_text(self, thr or 0)})",
             )
         )
         self.raised.add(device_id)
@@ -135,10 +137,11 @@ class BatteryLowRule(Rule):
             low = obs.value
         if low is True and d not in self.raised:
             self.raised.add(d)
+            label = self.site.label(d)
             text = (
-                self.t(f"电池电量低：{d}（{pct:g}%）", f"Battery low: {d} ({pct:g} %)")
+                self.t(f"电池电量低：{label}（{pct:g}%）", f"Battery low: {label} ({pct:g} %)")
                 if pct is not None
-                else self.t(f"电池电量低：{d}", f"Battery low: {d}")
+                else self.t(f"电池电量低：{label}", f"Battery low: {label}")
             )
             return [Raise(d, text, (d,), {"battery_pct": pct, "below": self.options.below})]
         if low is False and d in self.raised:
@@ -175,7 +178,8 @@ class TamperRule(Rule):
             return [
                 Raise(
                     d,
-                    self.t(f"设备被拆动：{d}", f"Device tampered with: {d}"),
+                    self.t(f"设备被拆动：{self.site.label(d)}",
+                           f"Device tampered with: {self.site.label(d)}"),
                     (d,),
                     {"at": self.local(now)},
                 )

@@ -45,7 +45,7 @@ class NoPowerUseRule(Rule):
         meter, t, value = obs.device_id, now.mono, float(obs.value)
         window = self.options.window
         samples = self.samples.setdefault(meter, deque())
-        if samples and (value < samples[-1][1] or obs.attrs.get("reset")):
+        if samples and (value < samples[-1][1] or obs.baseline_reset):
             samples.clear()
         if not samples or t - samples[-1][0] >= window / 96:
             samples.append((t, value))

@@ -20,9 +20,9 @@ class Schedule:
     def __init__(self, rng: TimeRange | None, tz: ZoneInfo) -> None:
         self.rng = rng
         self.tz = tz
-        # The last segment looked up: [start, end) in UTC, inside or not. Most calls
-        # ask about short intervals within one segment, so this saves the zone math.
-        self._seg: tuple[datetime, datetime, bool] | None = None
+        # Segments looked up lately: [start, end) in UTC, inside or not. Most calls ask
+        # about the current or the next segment, so this saves the zone arithmetic.
+        self._segs: list[tuple[datetime, datetime, bool]] = []
 
     def inside(self, at: datetime) -> bool:
         if self.rng is None:
@@ -30,9 +30,9 @@ class Schedule:
         return self._segment(at)[2]
 
     def _segment(self, at: datetime) -> tuple[datetime, datetime, bool]:
-        seg = self._seg
-        if seg is not None and seg[0] <= at < seg[1]:
-            return seg
+        for seg in self._segs:
+            if seg[0] <= at < seg[1]:
+                return seg
         assert self.rng is not None
         local = at.astimezone(self.tz)
         marks: list[datetime] = []
@@ -40,12 +40,11 @@ class Schedule:
             day = local.date() + timedelta(days=offset)
             for t in (self.rng.start, self.rng.end):
                 marks.append(datetime.combine(day, t, tzinfo=self.tz).astimezone(UTC))
-        marks.sort()
         start = max(m for m in marks if m <= at)
         end = min(m for m in marks if m > at)
-        inside = self.rng.contains(local.time())
-        self._seg = (start, end, inside)
-        return self._seg
+        seg = (start, end, self.rng.contains(local.time()))
+        self._segs = [seg, *self._segs[:3]]
+        return seg
 
     def seconds_inside(self, start: datetime, end: datetime) -> float:
         """Seconds of the wall interval [start, end) that fall inside the schedule."""

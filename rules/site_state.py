@@ -39,11 +39,13 @@ class Presence:
         self.pending_away_at: float | None = None
         self.changed_at: float | None = None
         self.returning = False  # the door last opened while away: motion is someone back
+        self.version = 0  # bumped on every change, so rules can tell cheaply
         # (mono, state) of past changes, so a rule can ask "was the site away at t?".
         self.history: deque[tuple[float, PresenceState]] = deque(maxlen=64)
 
     def _set(self, t: float, state: PresenceState) -> None:
         if state != self.state:
+            self.version += 1
             self.state = state
             self.changed_at = t
             self.history.append((t, state))
@@ -58,6 +60,8 @@ class Presence:
             return
         t = now.mono
         self.settle_until(t)
+        if obs.metric == "door_open" or obs.metric in MOTION_METRICS:
+            self.version += 1  # a pending exit may have started or ended
         if obs.metric in MOTION_METRICS and obs.value is True:
             if (
                 not self.returning

@@ -34,9 +34,12 @@ class SosRule(Rule):
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         if obs.metric != self.metric or obs.value is not True:
             return []
-        previous, self.last_press = self.last_press, now.mono
-        if previous is not None and now.mono - previous < self.options.repeat_window:
+        # The window is anchored on the press that began the call, not the latest one:
+        # someone pressing again and again must raise a new alert once the window has
+        # passed and the first was acknowledged, however short the gaps between presses.
+        if self.last_press is not None and now.mono - self.last_press < self.options.repeat_window:
             return []
+        self.last_press = now.mono
         details = {"pressed_at": isoformat(obs.at.wall, self.site.timezone)}
         if "action" in obs.attrs:
             details["action"] = obs.attrs["action"]

@@ -58,7 +58,7 @@ class ContinuousWaterRule(Rule):
         t = now.mono
         interval = self.options.interval
         gap = run.prev_reading is not None and t - run.prev_reading > interval
-        reset = obs.attrs.get("reset") or obs.attrs.get("reanchored")
+        reset = obs.baseline_reset
         used = water_used(self.anchors, obs, self.options.min_use)
         if gap or reset:
             used = False

@@ -16,7 +16,7 @@
 #   --python PY        the Python (>= 3.11) for the virtualenv (default python3)
 #   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR")
 #   --example FILE     config example copied to config.yaml when none exists
-#                      (default: config/home.yaml, else config/example.yaml)
+#                      (default: the first of config/home.yaml, example.yaml, minimal.yaml)
 #   --properties FILE  udev-add: read the adapter's properties from FILE (the output of
 #                      `udevadm info --query=property --name=DEVICE`) instead of udevadm
 #   --by serial|path   udev-add: match on the serial number or on the USB port
@@ -42,6 +42,7 @@ RULES=/etc/udev/rules.d/99-hearthgate-serial.rules
 UNIT_PATH=/etc/systemd/system/$UNIT_NAME
 COMMAND_LINK=/usr/local/bin/hearthgate
 ACTIONS=0 # actions taken (or, with --dry-run, listed)
+FIRST_INSTALL=0 # config.yaml was created by this run
 
 note() { printf '%s\n' "$*" >&2; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -62,7 +63,8 @@ act() {
     "$@"
 }
 
-# An action on the running system (not on files): not possible with --root.
+# An action on the running system (not on files): not possible with --root, nor in a
+# chroot or container where systemd/udev do not run (the files are in place for next boot).
 act_host() {
     local desc=$1
     shift
@@ -71,6 +73,22 @@ act_host() {
         return 0
     fi
     act "$desc" "$@"
+}
+
+act_systemd() {
+    if [[ -z $ROOT && ! -d /run/systemd/system ]]; then
+        printf '%s (skipped: systemd is not running)\n' "$1"
+        return 0
+    fi
+    act_host "$@"
+}
+
+act_udev() {
+    if [[ -z $ROOT && ! -S /run/udev/control ]]; then
+        printf '%s (skipped: udev is not running)\n' "$1"
+        return 0
+    fi
+    act_host "$@"
 }
 
 # --- accounts ------------------------------------------------------------------------------
@@ -292,7 +310,7 @@ find_example() {
         printf '%s' "$EXAMPLE"
         return
     fi
-    for f in "$SRC/config/home.yaml" "$SRC/config/example.yaml"; do
+    for f in "$SRC/config/home.yaml" "$SRC/config/example.yaml" "$SRC/config/minimal.yaml"; do
         if [[ -f $f ]]; then
             printf '%s' "$f"
             return
@@ -310,6 +328,7 @@ uplink_password: "CHANGE-ME"
 ensure_config() {
     local example tmp
     if [[ ! -e $(R "$CONF_DIR/config.yaml") ]]; then
+        FIRST_INSTALL=1
         example=$(find_example)
         ensure_file_once "$example" "$CONF_DIR/config.yaml" 0640 root "$SERVICE_USER" \
             "from ${example#"$SRC"/}"
@@ -326,8 +345,8 @@ ensure_config() {
 # --- udev --------------------------------------------------------------------------------------
 
 reload_udev() {
-    act_host "reload udev rules" udevadm control --reload-rules
-    act_host "re-apply udev rules to serial ports" udevadm trigger --subsystem-match=tty --action=add
+    act_udev "reload udev rules" udevadm control --reload-rules
+    act_udev "re-apply udev rules to serial ports" udevadm trigger --subsystem-match=tty --action=add
 }
 
 ensure_udev_rules() {
@@ -360,7 +379,7 @@ render_unit() { # -> path of a temp file
 }
 
 service_active() {
-    [[ -z $ROOT ]] && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null
+    [[ -z $ROOT && -d /run/systemd/system ]] && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null
 }
 
 ensure_unit() {
@@ -371,7 +390,7 @@ ensure_unit() {
     ensure_file "$unit" "$UNIT_PATH" 0644 root root
     rm -f "$unit"
     if ((new)); then
-        act_host "systemctl daemon-reload" systemctl daemon-reload
+        act_systemd "systemctl daemon-reload" systemctl daemon-reload
     fi
     if ! systemctl_t is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
         act "enable $UNIT_NAME (starts at boot)" systemctl_t enable --quiet "$UNIT_NAME"
@@ -408,9 +427,18 @@ cmd_install() {
     ensure_unit
     ((ACTIONS == before)) || code_changed=1
     if ((code_changed)) && service_active; then
-        act_host "restart $UNIT_NAME (new version)" systemctl restart "$UNIT_NAME"
+        # The running process keeps the old code in memory; replace it only with one that
+        # accepts the config, or the gateway would stop (exit 2 is not restarted).
+        if ((DRY_RUN)) || "$(R "$PREFIX")/venv/bin/hearthgate" check -c "$CONF_DIR/config.yaml" >&2; then
+            act_host "restart $UNIT_NAME (new version)" systemctl restart "$UNIT_NAME"
+        else
+            note "warning: the new version rejects $CONF_DIR/config.yaml (see above);"
+            note "$UNIT_NAME keeps running the old version until you fix it and restart it."
+        fi
     fi
-    if ((ACTIONS)) && ((!DRY_RUN)); then
+    if ((ACTIONS)) && ((!DRY_RUN)) && ((!FIRST_INSTALL)); then
+        note "hearthgate is updated; config, secrets and data are unchanged."
+    elif ((ACTIONS)) && ((!DRY_RUN)); then
         note ""
         note "hearthgate is installed. Next:"
         note "  1. edit $CONF_DIR/config.yaml (and secrets.yaml)"
@@ -431,7 +459,7 @@ cmd_uninstall() {
             act "disable $UNIT_NAME" systemctl_t disable --quiet "$UNIT_NAME"
         fi
         act "remove $UNIT_PATH" rm -f "$(R "$UNIT_PATH")"
-        act_host "systemctl daemon-reload" systemctl daemon-reload
+        act_systemd "systemctl daemon-reload" systemctl daemon-reload
     fi
     if [[ -e $(R "$RULES") ]]; then
         if [[ -d $(R "$CONF_DIR") ]]; then

@@ -32,5 +32,15 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
+def home_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """The home's own broker, the one zigbee2mqtt publishes to (the `mqtt` bus)."""
+    b = MosquittoBroker(tmp_path / "home-broker").start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
 def clock() -> SimulatedClock:
     return SimulatedClock()

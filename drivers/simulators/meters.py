@@ -44,7 +44,7 @@ FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
 class SimulatedMeter:
     """What every simulated meter has: an address, a fault mode, counters."""
 
-    address: str
+    address: str = ""
     fault: Fault | None = None
     fault_every: int = 1
     slow_seconds: float = 1.5
@@ -342,7 +342,7 @@ def _matches(wanted: str, address: str) -> bool:
 
 
 @dataclass
-class SDM120Meter:
+class SDM120Meter(SimulatedMeter):
     unit: int = 1
     voltage_v: float = 230.0
     power_w: float = 500.0
@@ -350,16 +350,9 @@ class SDM120Meter:
     frequency_hz: float = 50.0
     import_kwh: float = 1234.5
     export_kwh: float = 0.0
-    fault: Fault | None = None
-    fault_every: int = 1
-    slow_seconds: float = 1.5
-    requests: int = 0
-    _last_mono: float | None = field(default=None, repr=False)
 
-    def settle(self, mono: float) -> None:
-        if self._last_mono is not None and mono > self._last_mono:
-            self.import_kwh += self.power_w / 1000.0 * (mono - self._last_mono) / 3600.0
-        self._last_mono = mono
+    def consume(self, hours: float) -> None:
+        self.import_kwh += self.power_w / 1000.0 * hours
 
     def registers(self) -> dict[int, float]:
         amps = self.power_w / self.voltage_v if self.voltage_v else 0.0
@@ -370,12 +363,6 @@ class SDM120Meter:
             0x0048: self.import_kwh, 0x004A: self.export_kwh,
             0x0156: self.import_kwh + self.export_kwh,
         }
-
-    def next_fault(self) -> Fault | None:
-        self.requests += 1
-        if self.fault is None or self.requests % max(1, self.fault_every):
-            return None
-        return self.fault
 
 
 class SDM120Simulator:

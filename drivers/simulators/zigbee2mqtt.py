@@ -62,7 +62,8 @@ class Zigbee2MqttPublisher:
 
     async def state(self, device_id: str, fields: dict[str, Any], repeats: int = 1) -> None:
         dev = self.devices[device_id]
-        payload = {**fields, "battery": dev.battery, "linkquality": dev.linkquality}
+        battery = int(dev.battery) if float(dev.battery).is_integer() else dev.battery
+        payload = {**fields, "battery": battery, "linkquality": dev.linkquality}
         for _ in range(repeats):
             await self._send(dev.topic, payload)
 

@@ -93,3 +93,12 @@ def test_broken_file(src: Path, tmp_path: Path) -> None:
             text,
             re.M,
         ), text
+
+
+@pytest.mark.usefixtures("test_registry")
+def test_check_stderr_is_only_error_and_hint_lines(tmp_path: Path) -> None:
+    path = _place(BROKEN / "rule_device_kind.yaml", tmp_path, True)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_check(path, out, err) == 2
+    for line in err.getvalue().splitlines():
+        assert re.match(rf"^{re.escape(str(path))}:\d+:\d+: error: |^  hint: ", line), line

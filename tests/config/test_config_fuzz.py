@@ -16,7 +16,7 @@ from tests.config.config_samples import GOOD
 
 pytestmark = pytest.mark.usefixtures("test_registry")
 FUZZ = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -196,6 +196,9 @@ def test_random_structures_inside_a_good_config(extra: dict[str, Any]) -> None:
         base[section][0].update(extra)
     base["sites"][0]["rules"][0].update(extra)
     try:
-        parse_config_data(base)
+        cfg = parse_config_data(base)
     except ConfigError as exc:
         assert exc.problems
+    else:  # nothing is dropped silently
+        assert len(cfg.buses) == len(cfg.devices) == len(cfg.sites) == 1
+        assert len(cfg.sites[0].rules) == 1

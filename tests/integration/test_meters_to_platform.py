@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+from drivers.simulators.meters import (
+    CJT188Meter,
+    DLT645Meter,
+    MeterBusSimulator,
+    SDM120Meter,
+    SDM120Simulator,
+)
 from gateway.local_broker import MosquittoBroker
 from gateway.testkit import GatewayProcess, PlatformSubscriber, wait_started
 
@@ -109,3 +115,46 @@ async def test_four_meters_reach_telemetry_and_go_offline_with_the_port(
                 timeout=15)
         finally:
             gw.close()
+
+
+async def test_sdm120_on_pymodbus_server_reaches_telemetry(tmp_path, broker):
+    """The Modbus meter, served by pymodbus's own server, read the same way."""
+    link = PtyLink(tmp_path / "ttyMODBUS")
+    sim = SDM120Simulator(link, [SDM120Meter(unit=1, voltage_v=230.0, power_w=2300.0,
+                                             import_kwh=1234.5)])
+    task = asyncio.create_task(sim.run())
+    path = tmp_path / "config.yaml"
+    path.write_text(f"""gateway: {{id: gw-meters-01, data_dir: {tmp_path / "data"}, language: en}}
+uplink: {{host: 127.0.0.1, port: {broker.port}, telemetry_interval: 1s}}
+buses:
+  - {{id: rs485-2, type: serial, port: {link.path}, baudrate: 9600, parity: N, timeout: 300ms}}
+devices:
+  - {{id: power-302, site: room-302, kind: power_meter, protocol: modbus, bus: rs485-2,
+     unit: 1, model: sdm120, poll: 1s}}
+sites:
+  - {{id: room-302, rules: [{{type: power_high, above: 2000, window: 2s}}]}}
+""")
+    gw = GatewayProcess(path)
+    try:
+        async with PlatformSubscriber(broker.host, broker.port, (f"{P}/#",)) as platform:
+            await wait_started(gw, platform, P)
+
+            def readings() -> dict[str, object]:
+                return {r["metric"]: r["value"] for m in platform.on(f"{P}/telemetry")
+                        for r in m.json()["readings"] if r["device_id"] == "power-302"}
+
+            await platform.wait_for(
+                lambda _: {"voltage_v", "power_w", "energy_total_kwh"} <= readings().keys(),
+                timeout=20)
+            assert readings()["voltage_v"] == pytest.approx(230.0)
+            assert readings()["power_w"] == pytest.approx(2300.0)
+            assert readings()["energy_total_kwh"] == pytest.approx(1234.5, abs=0.01)
+            # 2.3 kW for longer than the window: the stove-left-on rule speaks.
+            [alert] = await platform.wait_json(
+                f"{P}/alerts", lambda b: b["type"] == "power_high", timeout=20)
+            assert alert["device_ids"] == ["power-302"] and alert["state"] == "raised"
+    finally:
+        gw.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        link.unplug()

@@ -11,7 +11,7 @@ import pytest
 from drivers.simulators.links import PtyLink
 
 
-async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
     """Poll a condition on real time (the line is real); fail after `within` seconds."""
     async with asyncio.timeout(within):
         while not predicate():

@@ -18,7 +18,7 @@ from gateway.registry import BUS_TYPES, PROTOCOLS
 
 def meter_config(port: str, devices: list[dict[str, Any]], **bus: Any) -> GatewayConfig:
     bus_entry = {"id": "rs485-1", "type": "serial", "port": port, "baudrate": 9600,
-                 "parity": "N", "timeout": "150ms", "retries": 1, "reopen_backoff": "50ms",
+                 "parity": "N", "timeout": "400ms", "retries": 1, "reopen_backoff": "50ms",
                  "reopen_backoff_max": "100ms", **bus}
     return parse_config_data({
         "gateway": {"id": "gw-test-0001"},

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from drivers import cjt188_codec as codec
 from drivers.cjt188_codec import CJT188Frame, ErrorReply, FlowReading, FrameError
+from tests.meters.codec_fuzzing import consume, mutate
 
 h = bytes.fromhex
 ADDR = "00000012345678"
@@ -182,56 +183,15 @@ def test_round_trip(meter_type: int, address: str, ser: int, total: Decimal,
     assert codec.decode_reply(codec.decode_frame(error)) == ErrorReply(ser, status)
 
 
-def _consume(raw: bytes | bytearray) -> None:
-    try:
-        frame = codec.decode_frame(bytes(raw))
-    except FrameError:
-        frame = None
-    if frame is not None:
-        for decode in (codec.decode_reply, codec.decode_request):
-            try:
-                decode(frame)
-            except FrameError:
-                pass
-    buf = bytearray(raw)
-    for _ in range(len(buf) + 2):
-        try:
-            found = codec.next_frame(buf)
-        except FrameError:
-            continue
-        if found is None:
-            return
-        try:
-            codec.decode_reply(found)
-        except FrameError:
-            pass
-    raise AssertionError("the stream parser made no progress")
-
-
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(raw: bytes) -> None:
-    _consume(raw)
+    consume(codec, raw)
 
 
 @settings(max_examples=300, deadline=None)
 @given(base=st.sampled_from(EXAMPLES), data=st.data())
 def test_fuzz_mutated_frames(base: bytes, data: st.DataObject) -> None:
-    raw = bytearray(base)
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "cut", "insert", "length"]))
-        pos = data.draw(st.integers(0, max(0, len(raw) - 1)))
-        if op == "flip" and raw:
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif op == "cut":
-            del raw[pos:]
-        elif op == "insert":
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
-        elif op == "length" and len(raw) > 10:
-            raw[10] = data.draw(st.integers(0, 255))
-    if len(raw) > 2 and data.draw(st.booleans()):
-        # keep the checksum right so that the mutation reaches the field decoders
-        start = raw.find(0x68)
-        raw[-2] = sum(raw[max(start, 0) : -2]) & 0xFF
-    _consume(raw)
-    _consume(raw + base)
+    raw = mutate(data, base, length_at=10)
+    consume(codec, raw)
+    consume(codec, raw + base)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from drivers import dlt645_codec as codec
 from drivers.dlt645_codec import DLT645Frame, ErrorReply, FrameError, ReadReply
+from tests.meters.codec_fuzzing import consume, mutate
 
 h = bytes.fromhex
 ADDR = "123456789012"
@@ -176,63 +177,15 @@ def test_round_trip_error(address: str, code: int) -> None:
     assert reply.reasons
 
 
-def _drain(buf: bytearray) -> None:
-    """Feed a buffer through the stream parser the way a driver does; only FrameError."""
-    for _ in range(len(buf) + 2):
-        try:
-            frame = codec.next_frame(buf)
-        except FrameError:
-            continue
-        if frame is None:
-            return
-        try:
-            codec.decode_reply(frame)
-        except FrameError:
-            pass
-        try:
-            codec.decode_request(frame)
-        except FrameError:
-            pass
-    raise AssertionError("the stream parser made no progress")
-
-
-def _decode_all(raw: bytes) -> None:
-    try:
-        frame = codec.decode_frame(raw)
-    except FrameError:
-        return
-    for decode in (codec.decode_reply, codec.decode_request):
-        try:
-            decode(frame)
-        except FrameError:
-            pass
-
-
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(raw: bytes) -> None:
-    _decode_all(raw)
-    _drain(bytearray(raw))
+    consume(codec, raw)
 
 
 @settings(max_examples=300, deadline=None)
 @given(base=st.sampled_from(EXAMPLES), data=st.data())
 def test_fuzz_mutated_frames(base: bytes, data: st.DataObject) -> None:
-    raw = bytearray(base)
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "cut", "insert", "length"]))
-        pos = data.draw(st.integers(0, max(0, len(raw) - 1)))
-        if op == "flip" and raw:
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif op == "cut":
-            del raw[pos:]
-        elif op == "insert":
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
-        elif op == "length" and len(raw) > 9:
-            raw[9] = data.draw(st.integers(0, 255))
-    if len(raw) > 2 and data.draw(st.booleans()):
-        # keep the checksum right so that the mutation reaches the field decoders
-        start = raw.find(0x68)
-        raw[-2] = sum(raw[max(start, 0) : -2]) & 0xFF
-    _decode_all(bytes(raw))
-    _drain(raw + base)
+    raw = mutate(data, base, length_at=9)
+    consume(codec, raw)
+    consume(codec, raw + base)

@@ -55,7 +55,7 @@ async def test_fault_once_then_recovered_by_retry(
     meter.fault = fault  # type: ignore[assignment]
     meter.fault_every = 2  # every second request misbehaves,
     meter.requests = 1  # starting with the very first one; the retry gets a good reply
-    meter.slow_seconds = 0.25  # longer than the bus timeout (150 ms)
+    meter.slow_seconds = 0.6  # longer than the bus timeout (400 ms)
     device = [POWER, WATER][meter_index]
     metric = ["energy_total_kwh", "water_total_m3"][meter_index]
     async with running_bus(meter_config(sim.path, [device]), clock) as rb:
@@ -71,7 +71,7 @@ async def test_fault_once_then_recovered_by_retry(
         else:
             assert rb.bus.stats.retries == 1
         if fault == "slow":
-            await asyncio.sleep(0.2)  # the late reply arrives after the exchange ended
+            await asyncio.sleep(0.3)  # the late reply arrives after the exchange ended
             await clock.advance(60)
             await wait_until(lambda: len(rb.values(device["id"], metric)) == 2)
 

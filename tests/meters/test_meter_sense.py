@@ -113,3 +113,52 @@ async def test_replaced_water_meter_on_the_bus(tmp_path: Path, clock: SimulatedC
     finally:
         sim_task.cancel()
         link.unplug()
+
+
+async def test_combined_energy_may_fall(tmp_path: Path, clock: SimulatedClock) -> None:
+    """Net (combined) energy goes down when solar exports: no meter sense on it."""
+    from drivers.simulators.meters import DLT645Meter
+
+    link = PtyLink(tmp_path / "tty")
+    meter = DLT645Meter("000000005678", energy_kwh=50.0, power_w=0.0)
+    sim_task = asyncio.create_task(MeterBusSimulator(link, [meter], clock=clock).run())
+    device = {"id": "power-301", "kind": "power_meter", "protocol": "dlt645",
+              "address": "5678", "poll": "5m", "energy": "combined",
+              "read": ["energy_total_kwh"]}
+    try:
+        async with running_bus(meter_config(link.path, [device]), clock) as rb:
+            await wait_until(lambda: rb.values("power-301", "energy_total_kwh") == [50.0])
+            meter.energy_kwh = 49.5
+            await clock.advance(300)
+            await wait_until(lambda: len(rb.values("power-301", "energy_total_kwh")) == 2)
+            assert rb.values("power-301", "energy_total_kwh") == [50.0, 49.5]
+    finally:
+        sim_task.cancel()
+        link.unplug()
+
+
+async def test_a_driver_bug_is_counted_not_fatal(
+    tmp_path: Path, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll with a bug: counted per device, and the schedule carries on."""
+    from drivers.cjt188 import CJT188Driver
+
+    calls = 0
+
+    async def broken_poll(self: CJT188Driver, device: object) -> list:
+        nonlocal calls
+        calls += 1
+        raise KeyError("bug")
+
+    link = PtyLink(tmp_path / "tty")
+    device = {"id": "water-301", "kind": "water_meter", "protocol": "cjt188",
+              "address": "1234", "poll": "5m"}
+    monkeypatch.setattr(CJT188Driver, "poll", broken_poll)
+    try:
+        async with running_bus(meter_config(link.path, [device]), clock) as rb:
+            await wait_until(lambda: calls == 1)
+            await clock.advance(300)
+            await wait_until(lambda: calls == 2)
+            assert rb.ctx.errors[("water-301", "driver_error")] == 2
+    finally:
+        link.unplug()

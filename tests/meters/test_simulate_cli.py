@@ -79,3 +79,30 @@ def test_simulate_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a DL/T 645 address" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         simulate_main("cjt188", ["--fault", "explode"])
+
+
+async def test_simulator_on_a_serial_port(tmp_path: Path) -> None:
+    """`--port`: the simulator opens a serial port like a meter wired to a second adapter.
+    Here that port is a pty's slave; the test plays the gateway on the master side."""
+    from drivers.simulators.links import PtyLink, SerialLink
+    from drivers.simulators.meters import DLT645Meter, MeterBusSimulator
+
+    wire = PtyLink()
+    port = SerialLink(wire.slave_name, baudrate=9600)
+    await port.open()
+    sim = MeterBusSimulator(port, [DLT645Meter("000000005678", energy_kwh=77.7)])
+    task = asyncio.create_task(sim.run())
+    try:
+        wire.write(dlt645_codec.read_request("000000005678", 0x00010000))
+        buf = bytearray()
+        frame = None
+        async with asyncio.timeout(5):
+            while frame is None:
+                buf += await wire.read()
+                frame = dlt645_codec.next_frame(buf)
+        reply = dlt645_codec.decode_reply(frame)
+        assert isinstance(reply, dlt645_codec.ReadReply) and reply.value == Decimal("77.70")
+    finally:
+        task.cancel()
+        port.close()
+        wire.unplug()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -168,20 +169,6 @@ def test_write_textfile_atomic(tmp_path: Path) -> None:
         write_textfile(gm.registry, tmp_path / "missing-dir" / "x.prom")
 
 
-async def test_textfile_loop(tmp_path: Path) -> None:
-    gm = GatewayMetrics(version="1.0")
-    target = tmp_path / "h.prom"
-    task = asyncio.create_task(m.textfile_loop(gm.registry, target, interval=0.01))
-    for _ in range(200):
-        await asyncio.sleep(0.01)
-        if target.exists():
-            break
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert "hearthgate_build_info" in target.read_text()
-
-
 # --- the HTTP endpoint, over a real TCP socket ----------------------------------------------
 
 @pytest.fixture
@@ -206,6 +193,27 @@ async def _exchange(port: int, data: bytes, *, eof: bool = True) -> bytes:
         return await asyncio.wait_for(reader.read(), 5)
     finally:
         writer.close()
+
+
+async def _assert_serves(port: int) -> None:
+    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
+    assert status.endswith("200 OK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _get_when_up(port: int) -> bytes:
+    """GET /metrics from a server that is still starting."""
+    for _ in range(100):
+        try:
+            return await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        except OSError:
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"nothing listens on port {port}")
 
 
 def _split(resp: bytes) -> tuple[str, dict[str, str], bytes]:
@@ -250,9 +258,7 @@ async def test_garbage_requests(endpoint: tuple[GatewayMetrics, int], request_by
     assert resp.startswith(expected)
     if not expected:
         assert resp == b""
-    # The server is still fine afterwards.
-    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
-    assert status.endswith("200 OK")
+    await _assert_serves(port)  # the server is still fine afterwards
 
 
 async def test_slow_client_is_dropped(endpoint: tuple[GatewayMetrics, int],
@@ -265,9 +271,7 @@ async def test_slow_client_is_dropped(endpoint: tuple[GatewayMetrics, int],
     data = await asyncio.wait_for(reader.read(), 3)
     assert data == b""
     writer.close()
-    # Other clients are served meanwhile and afterwards.
-    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
-    assert status.endswith("200 OK")
+    await _assert_serves(port)  # other clients are served meanwhile and afterwards
 
 
 async def test_connection_storm_is_bounded(endpoint: tuple[GatewayMetrics, int],
@@ -288,25 +292,15 @@ async def test_connection_storm_is_bounded(endpoint: tuple[GatewayMetrics, int],
     for _, writer in idle:
         writer.close()
     await asyncio.sleep(1.2)  # the idle ones time out and free their slots
-    status, _, _ = _split(await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
-    assert status.endswith("200 OK")
+    await _assert_serves(port)
 
 
 async def test_serve_metrics_runs_until_cancelled() -> None:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     gm = GatewayMetrics(version="x")
     task = asyncio.create_task(m.serve_metrics(gm.registry, "127.0.0.1", port))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        try:
-            resp = await _exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
-            break
-        except OSError:
-            continue
-    assert resp.startswith(b"HTTP/1.1 200")
+    assert (await _get_when_up(port)).startswith(b"HTTP/1.1 200")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,6 @@ from gateway.testkit import GatewayProcess, PlatformSubscriber
 
 GW = "gw-presence-01"
 P = f"hearthgate/{GW}"
-
-
-@pytest.fixture
-def home_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "home-broker").start()
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture

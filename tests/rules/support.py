@@ -44,7 +44,7 @@ TEST_PROTOCOL = register_protocol(
 )
 # A 433 MHz-like protocol: buttons with no heartbeat.
 TEST_RF = register_protocol(
-    ProtocolSpec("rflink", _TestDeviceOptions, frozenset({"sos_button"}),
+    ProtocolSpec("rulestest_rf", _TestDeviceOptions, frozenset({"sos_button"}),
                  frozenset({"rulestest"}), _no_runtime)
 )
 
@@ -54,7 +54,7 @@ HOME_DEVICES: list[dict[str, Any]] = [
     {"id": "pir-1", "kind": "motion_sensor"},
     {"id": "pir-2", "kind": "motion_sensor"},
     {"id": "door-1", "kind": "door_contact"},
-    {"id": "sos-1", "kind": "sos_button", "protocol": "rflink"},
+    {"id": "sos-1", "kind": "sos_button", "protocol": "rulestest_rf"},
     {"id": "gate-1", "kind": "access_controller"},
 ]
 

@@ -156,7 +156,8 @@ def test_no_water_meter_reset_is_not_use_and_min_use(harness: Build) -> None:
     h2 = harness([{"type": "no_water", "window": "2h"}])
     life2 = Life(h2)
     life2.run(10 * M)
-    h2.obs("water-1", "water_total_m3", 55.0, reanchored=True)
+    # The drivers' marker for a new baseline (drivers/meter_sense.py).
+    h2.obs("water-1", "water_total_m3", 55.0, baseline="reset", previous_total=0.0)
     got = life2.run(110 * M)
     assert len(raised(got, "no_water")) == 1
 
@@ -474,7 +475,7 @@ def test_power_high_stove_left_on(harness: Build) -> None:
 def test_device_offline_silence_alive_and_cooldown(harness: Build) -> None:
     h = harness([{"type": "device_offline", "after": "30m", "cooldown": "10m"}],
                 devices=[{"id": "water-1", "kind": "water_meter"},
-                         {"id": "sos-1", "kind": "sos_button", "protocol": "rflink"}])
+                         {"id": "sos-1", "kind": "sos_button", "protocol": "rulestest_rf"}])
     h.obs("water-1", "water_total_m3", 1.0)
     got = h.advance(31 * M)
     assert [(t.type, t.device_ids) for t in raised(got)] == [("device_offline", ("water-1",))]
@@ -542,3 +543,12 @@ def test_payload_shape(harness: Build) -> None:
     assert p["raised_at"].endswith("+08:00") and p["resident_id"] == "r-1"
     assert p["device_ids"] == ["sos-1"]
     _ = timedelta
+
+
+def test_messages_name_the_device(harness: Build) -> None:
+    h = harness([{"type": "battery_low"}, {"type": "device_offline"}], language="zh",
+                devices=[{"id": "sos-9", "kind": "sos_button", "name": "卫生间拉绳"}])
+    [low] = h.obs("sos-9", "battery_pct", 5)
+    assert low.message == "电池电量低：卫生间拉绳 (sos-9)（5%）"
+    [off] = h.obs("sos-9", "alive", False)
+    assert off.message == "设备无法连接：卫生间拉绳 (sos-9)"

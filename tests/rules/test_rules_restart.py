@@ -156,3 +156,85 @@ def test_foreign_or_old_snapshot_is_ignored(harness: Build) -> None:
     life2 = Life(h2)
     assert len(raised(life2.run(70 * M), "no_water")) == 1
     assert len(raised(life.run(70 * M), "no_water")) == 1
+
+
+ALL_TYPES = ["sos", "fall", "no_water", "continuous_water", "inactivity", "no_exit",
+             "door_night", "door_held_open", "access_denied_repeated", "no_power_use",
+             "power_high", "device_offline", "battery_low", "tamper"]
+
+
+def test_every_rule_type_state_survives_a_json_round_trip(harness: Build) -> None:
+    import json
+
+    from rules.engine import RuleEngine
+
+    h = harness([{"type": t} for t in ALL_TYPES])
+    life = Life(h)
+    life.power = 2500.0
+    life.run(30 * M, use_water=0.03, use_kwh=0.2)
+    h.obs("pir-1", "motion", True)
+    h.obs("door-1", "door_open", True)
+    h.obs("door-1", "door_open", False)
+    h.obs("door-1", "door_open", True)
+    for card in ("1", "2"):
+        h.obs("gate-1", "card", card, granted=False)
+    h.obs("pir-2", "battery_pct", 9)
+    h.obs("pir-2", "tamper", True)
+    h.obs("sos-1", "sos", True)
+    life.run(20 * M, use_water=0.03, use_kwh=0.2)
+    now = h.clock.now()
+    first = json.loads(json.dumps(h.engine.snapshot(now)))
+    assert set(first["rules"]) == {f"room-1/{i}/{t}" for i, t in enumerate(ALL_TYPES)}
+    again = RuleEngine.from_config(h.config)
+    again.restore(first, now)
+    second = json.loads(json.dumps(again.snapshot(now)))
+    assert second["rules"] == first["rules"]
+    assert second["sites"]["room-1"]["presence"] == first["sites"]["room-1"]["presence"]
+    # Devices online at the save get a fresh offline threshold from the restart.
+    for d, item in second["sites"]["room-1"]["health"].items():
+        assert item["alive"] == first["sites"]["room-1"]["health"][d]["alive"]
+        assert item["seen_ago"] == 0.0
+    assert second["alerts"] == first["alerts"]
+    assert again.next_deadline() == h.engine.next_deadline()
+
+
+@pytest.mark.parametrize(
+    ("day", "hours"), [((2026, 3, 29), 5.0), ((2026, 10, 25), 7.0), ((2026, 6, 1), 6.0)]
+)
+def test_schedule_hours_on_dst_nights(day: tuple[int, int, int], hours: float) -> None:
+    from zoneinfo import ZoneInfo
+
+    from gateway.durations import TimeRange
+    from rules.schedule import Schedule
+    from tests.rules.support import local
+
+    s = Schedule(TimeRange.parse("00:00-06:00"), ZoneInfo("Europe/Berlin"))
+    start = local("Europe/Berlin", *day, 0, 0) - timedelta(hours=1)
+    assert s.seconds_inside(start, start + timedelta(hours=12)) == hours * 3600
+    assert s.wall_needed(start, hours * 3600) == hours * 3600 + 3600
+
+
+def test_alert_of_a_removed_rule_is_closed_after_restart(harness: Build) -> None:
+    import json
+
+    from rules.engine import RuleEngine
+    from tests.rules.support import make_config
+
+    h = harness([{"type": "tamper"}, {"type": "sos"}])
+    tamper = h.obs("door-1", "tamper", True)[0]
+    sos = h.obs("sos-1", "sos", True)[0]
+    state = json.loads(json.dumps(h.engine.snapshot(h.clock.now())))
+    # The installer swapped the rules around and dropped tamper.
+    engine = RuleEngine.from_config(make_config([{"type": "sos"}]))
+    engine.restore(state, h.clock.now())
+    assert engine.next_deadline() == float("-inf")
+    got = engine.on_tick(h.clock.now())
+    assert sorted((t.alert_id, str(t.state), t.details["closed_because"]) for t in got) == sorted(
+        [(tamper.alert_id, "cleared", "rules changed"), (sos.alert_id, "cleared", "rules changed")]
+    )
+    assert engine.open_alerts() == []
+    # Same rules, same order: nothing is closed.
+    engine2 = RuleEngine.from_config(h.config)
+    engine2.restore(state, h.clock.now())
+    assert engine2.on_tick(h.clock.now()) == []
+    assert {t.alert_id for t in engine2.open_alerts()} == {tamper.alert_id, sos.alert_id}

@@ -51,18 +51,8 @@ sites:
 
 
 @pytest.fixture
-def local_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """The home's own broker that zigbee2mqtt publishes to."""
-    b = MosquittoBroker(tmp_path / "local-broker").start()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def config(tmp_path: Path, broker: MosquittoBroker, local_broker: MosquittoBroker) -> Path:
-    return write_config(tmp_path, broker, local_broker)
+def config(tmp_path: Path, broker: MosquittoBroker, home_broker: MosquittoBroker) -> Path:
+    return write_config(tmp_path, broker, home_broker)
 
 
 @pytest.fixture
@@ -74,9 +64,9 @@ async def platform(broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]
 
 
 @pytest.fixture
-async def zigbee(local_broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
+async def zigbee(home_broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
     """A zigbee2mqtt stand-in publishing on the home's broker."""
-    async with PlatformSubscriber(local_broker.host, local_broker.port, ("none/#",)) as pub:
+    async with PlatformSubscriber(home_broker.host, home_broker.port, ("none/#",)) as pub:
         yield pub
 
 
@@ -112,11 +102,11 @@ def press_sos(zigbee: PlatformSubscriber) -> Callable[..., Awaitable[None]]:
 
 @pytest.fixture
 def make_config(
-    tmp_path: Path, broker: MosquittoBroker, local_broker: MosquittoBroker
+    tmp_path: Path, broker: MosquittoBroker, home_broker: MosquittoBroker
 ) -> Callable[[str], Path]:
     """Write the test config with extra keys on every device (e.g. `, offline_after: 2s`)."""
 
     def make(device_extra: str = "") -> Path:
-        return write_config(tmp_path, broker, local_broker, device_extra)
+        return write_config(tmp_path, broker, home_broker, device_extra)
 
     return make

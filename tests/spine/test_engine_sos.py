@@ -24,7 +24,7 @@ def press(clock: SimulatedClock, value: object = True) -> Observation:
     return Observation("sos-301", "room-301", "sos", value, clock.now(), attrs={"action": "sos"})
 
 
-def test_press_raises_once_and_ack_clears(clock):
+async def test_press_raises_once_and_ack_clears(clock):
     engine = make_engine()
     [raised] = engine.on_observation(press(clock), clock.now())
     assert (raised.type, raised.state, raised.severity) == ("sos", AlertState.RAISED,
@@ -37,8 +37,23 @@ def test_press_raises_once_and_ack_clears(clock):
     assert cleared.event_id != raised.event_id
     with pytest.raises(UnknownAlert):
         engine.acknowledge(raised.alert_id, "worker-17", clock.now())
+    await clock.advance(11)  # past the repeat window of the first press
     [again] = engine.on_observation(press(clock), clock.now())
     assert again.alert_id != raised.alert_id
+
+
+async def test_pressing_again_and_again_after_ack_raises_again(clock):
+    """A panicking hand presses every 4 s; the worker acks at 30 s: a new alert follows."""
+    engine = make_engine()
+    transitions = []
+    for second in range(0, 60, 4):
+        transitions += engine.on_observation(press(clock), clock.now())
+        if second == 28:
+            transitions += engine.acknowledge(transitions[0].alert_id, "w", clock.now())
+        await clock.advance(4)
+    states = [str(t.state) for t in transitions]
+    assert states == ["raised", "cleared", "raised"]
+    assert transitions[2].alert_id != transitions[0].alert_id
 
 
 async def test_unacknowledged_alert_escalates_a_bounded_number_of_times(clock):

@@ -17,6 +17,7 @@ from drivers.zigbee2mqtt import (
     Z2MPayloadError,
     Zigbee2MqttDriver,
     decode_availability,
+    decode_message,
     decode_state,
 )
 from gateway.clock import SimulatedClock
@@ -68,8 +69,10 @@ def test_zigbee_sos_per_model():
     assert not [r for r in decode_state(press, MODELS["HS1EB"]) if r[0] == "sos"]
     assert decode_state(b'{"action":"hold"}', MODELS["HS1EB"]) == [
         ("sos", True, {"action": "hold"})]
-    with pytest.raises(Z2MPayloadError, match="outside"):
-        decode_state(b'{"battery": 250}', MODELS["generic"])
+    # An absurd field is a counted problem; the rest of the message still counts.
+    mixed = decode_message(b'{"battery": 250, "linkquality": 90}', MODELS["generic"])
+    assert mixed.readings == [("linkquality", 90, {})]
+    assert [kind for kind, _ in mixed.problems] == ["absurd_value"]
     for bad in (b"[1]", b'"x"', b"{", b"\xff\xfe"):
         with pytest.raises(Z2MPayloadError):
             decode_state(bad, MODELS["generic"])
