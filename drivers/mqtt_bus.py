@@ -20,6 +20,7 @@ from drivers.base import DriverContext
 from gateway.config import BusConfig
 from gateway.durations import Duration
 from gateway.registry import BusType, Options, register_bus_type
+from gateway.supervisor import raise_if_cancelling
 
 log = logging.getLogger("hearthgate.drivers.mqtt")
 
@@ -119,7 +120,7 @@ class MqttBus:
                     log.debug("bus %s cannot reach its broker: %s", self.config.id, exc)
             finally:
                 self.connected.clear()
-            _raise_if_cancelling()
+            raise_if_cancelling()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(5.0, delay * 2)
 
@@ -132,15 +133,3 @@ register_bus_type(
         description="a local MQTT broker that devices publish to (zigbee2mqtt)",
     )
 )
-
-
-def _raise_if_cancelling() -> None:
-    """Honour a cancellation that a library swallowed.
-
-    On Python 3.11 `asyncio.wait_for` (used inside aiomqtt's connect) can swallow a
-    cancel that arrives just as the connection attempt fails; the reconnect loop would
-    then go on forever and the gateway would never stop.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

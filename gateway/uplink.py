@@ -32,6 +32,7 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.model import Priority, isoformat, utc_now
 from gateway.store import OutboxItem, Store
+from gateway.supervisor import raise_if_cancelling
 
 log = logging.getLogger("hearthgate.uplink")
 
@@ -171,7 +172,7 @@ class Uplink:
             finally:
                 self._client = None
                 await self._on_disconnect()
-            _raise_if_cancelling()
+            raise_if_cancelling()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(RECONNECT_MAX, delay * 2)
 
@@ -345,15 +346,3 @@ class Uplink:
             )
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.warning("could not publish offline status: %s", exc)
-
-
-def _raise_if_cancelling() -> None:
-    """Honour a cancellation that a library swallowed.
-
-    On Python 3.11 `asyncio.wait_for` (used inside aiomqtt's connect) can swallow a
-    cancel that arrives just as the connection attempt fails; the reconnect loop would
-    then go on forever and the gateway would never stop.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
