@@ -164,3 +164,46 @@ def record(name: str, **figures: Any) -> None:
     if target:
         with open(target, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+class InProcessGateway:
+    """A `Gateway` run as a task in the test's own event loop, with real I/O: for faults that
+    need a hand inside (a clock, a registry entry, the store's flags)."""
+
+    def __init__(self, config_path: Path, **kwargs: Any) -> None:
+        from gateway.config import load_config
+        from gateway.service import Gateway
+
+        load_plugins_first()
+        self.gateway = Gateway(load_config(config_path), **kwargs)
+        self.stop_event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> InProcessGateway:
+        self.task = asyncio.create_task(self.gateway.run(self.stop_event))
+        ready = asyncio.create_task(self.gateway.ready.wait())
+        await asyncio.wait({self.task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            ready.cancel()
+            self.task.result()
+        assert ready.done(), "the gateway did not get ready"
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.stop_event.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 20)
+        except TimeoutError:
+            self.task.cancel()
+            raise
+
+
+def load_plugins_first() -> None:
+    from gateway.registry import load_plugins
+
+    load_plugins()

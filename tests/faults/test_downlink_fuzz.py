@@ -9,8 +9,8 @@ afterwards the gateway still answers a ping and still raises an SOS.
 from __future__ import annotations
 
 import json
-from collections import Counter
 import time
+from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
