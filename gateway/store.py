@@ -7,6 +7,11 @@ deleted only after the broker's PUBACK; telemetry batches are written with
 lighter durability and are bounded (oldest dropped first, alerts never).
 SD cards wear out, so telemetry reaches the disk only when the uplink cannot take
 it at once (see gateway/uplink.py), and state snapshots are written in batches.
+
+When the disk is full (or failing), alerting must not stop: alert transitions that
+cannot be written are held in memory, where the uplink still finds them, and every
+write that failed for lack of room is kept and replayed, in order, as soon as the
+disk takes writes again. Telemetry yields: it is dropped (and counted) meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,8 @@ log = logging.getLogger("hearthgate.store")
 SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 30.0  # s at most between WAL checkpoints while writes happen
 DB_NAME = "hearthgate.sqlite3"
+STORAGE_RETRY = 2.0  # seconds between attempts to write what is held in memory
+STORAGE_NAG = 60.0  # while writes fail, repeat the error this often
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,7 +108,25 @@ class StoreClosed(RuntimeError):
     pass
 
 
+def storage_failure(exc: BaseException) -> bool:
+    """Whether a write failed for lack of room or a failing disk (not a bug in our SQL)."""
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, sqlite3.DatabaseError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            # Extended I/O error codes keep SQLITE_IOERR in their low byte.
+            return code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+        text = str(exc).lower()
+        return "disk is full" in text or "disk i/o error" in text
+    return False
+
+
 _Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+async def _nothing(db: aiosqlite.Connection) -> None:
+    return None
 
 
 class Store:
@@ -119,13 +145,22 @@ class Store:
         self.telemetry_dropped = 0
         self._telemetry_readings = 0
         self.commits = 0
-        # Bumped after each committed insert, per priority class: lets the uplink skip
-        # re-reading an outbox class it found empty when nothing was added since.
+        # Bumped after each committed (or held) insert, per priority class: lets the uplink
+        # skip re-reading an outbox class it found empty when nothing was added since.
         self.added: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointed_at = 0
         self._last_checkpoint = 0.0  # the loop's time of the last checkpoint, or of start
+        # Degraded mode (disk full): writes that failed for lack of room, in order, and the
+        # alert rows among them that the uplink must still see.
+        self._deferred: list[_Job] = []
+        self._held: dict[int, OutboxItem] = {}
+        self._held_seq = 0
+        self._gone: set[int] = set()  # delivered, but their DELETE is among the deferred
+        self.degraded_since: float | None = None  # time.monotonic() of the first failure
+        self.storage_failures = 0
+        self._last_nag = 0.0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -166,7 +201,14 @@ class Store:
         """The one writer: commit queued jobs in groups until cancelled."""
         self._last_checkpoint = asyncio.get_running_loop().time()
         while True:
-            first = await self._queue.get()
+            if self._deferred:
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), STORAGE_RETRY)
+                except TimeoutError:
+                    await self.retry_deferred()
+                    continue
+            else:
+                first = await self._queue.get()
             jobs = [first]
             while not self._queue.empty() and len(jobs) < 500:
                 jobs.append(self._queue.get_nowait())
@@ -217,6 +259,11 @@ class Store:
             self._writer = None
         while not self._queue.empty():
             await self._commit_group([self._queue.get_nowait()])
+        if self._deferred and not await self.retry_deferred():
+            log.critical(
+                "stopping with %d writes (%d alert transitions) that the disk would not take",
+                len(self._deferred), len(self._held),
+            )
         if self._checkpointing is not None:
             await asyncio.gather(self._checkpointing, return_exceptions=True)
         if self._checkpointer is not None:
@@ -245,7 +292,9 @@ class Store:
                 for item in jobs:
                     await self._commit_group([item])
                 return
-            log.error("store write failed: %s", exc)
+            # Lack of room is reported (once, loudly) by the caller that holds the write.
+            log.log(logging.DEBUG if storage_failure(exc) else logging.ERROR,
+                    "store write failed: %s", exc)
             fut = jobs[0][2]
             if not fut.done():
                 fut.set_exception(exc)
@@ -254,8 +303,24 @@ class Store:
             if not fut.done():
                 fut.set_result(result)
 
-    async def _write(self, job: _Job, durable: bool) -> Any:
-        if self._writer is None:
+    async def _write(self, job: _Job, durable: bool, *, defer: bool = False) -> Any:
+        """Commit `job` (through the writer task). With `defer`, a write the disk cannot take
+        is kept and replayed later instead of failing; it then returns None."""
+        if defer and self._deferred:
+            # Already degraded: queue behind the earlier failures so that order is kept.
+            self._deferred.append(job)
+            return None
+        try:
+            return await self._commit(job, durable)
+        except Exception as exc:
+            if not (defer and storage_failure(exc)):
+                raise
+            await self._degrade(exc)
+            self._deferred.append(job)
+            return None
+
+    async def _commit(self, job: _Job, durable: bool, *, inline: bool = False) -> Any:
+        if inline or self._writer is None:
             # No writer task (tools, tests): commit inline.
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             await self._commit_group([(job, durable, fut)])
@@ -264,13 +329,98 @@ class Store:
         await self._queue.put((job, durable, fut))
         return await fut
 
+    # -- degraded mode (disk full) ----------------------------------------------
+
+    @property
+    def degraded(self) -> bool:
+        """True while some accepted writes exist only in memory."""
+        return bool(self._deferred)
+
+    @property
+    def held_alerts(self) -> int:
+        """Alert transitions accepted but not on disk (still published from memory)."""
+        return len(self._held)
+
+    @property
+    def deferred_writes(self) -> int:
+        return len(self._deferred)
+
+    async def _degrade(self, exc: BaseException) -> None:
+        self.storage_failures += 1
+        if self._deferred:
+            return
+        self.degraded_since = self._last_nag = time.monotonic()
+        if not self._held:
+            # Held alerts take the outbox's next numbers, so that the uplink's cursors and
+            # the rows written on recovery agree; nothing else enters the outbox meanwhile.
+            async with self._reader.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM"
+                " (SELECT seq FROM sqlite_sequence WHERE name='outbox'"
+                "  UNION ALL SELECT MAX(seq) FROM outbox)"
+            ) as cur:
+                row = await cur.fetchone()
+            self._held_seq = max(self._held_seq, int(row[0] or 0))
+        if self._writer is not None:
+            # Wake the writer so that it starts retrying (it may be waiting for work forever).
+            kick: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait((_nothing, False, kick))
+        log.critical(
+            "STORAGE FAILURE: cannot write %s (%s); alerts are held in memory and still sent,"
+            " telemetry is dropped until the disk takes writes again", self.path, exc,
+        )
+
+    async def retry_deferred(self) -> bool:
+        """Try to write everything held; True when nothing is held any more."""
+        jobs = list(self._deferred)
+        if not jobs:
+            return True
+
+        async def replay(db: aiosqlite.Connection) -> None:
+            for job in jobs:
+                await job(db)
+
+        try:
+            # Inline: this runs in the writer task itself (or after it has stopped).
+            await self._commit(replay, durable=True, inline=True)
+        except Exception as exc:
+            if not storage_failure(exc):
+                raise
+            self.storage_failures += 1
+            now = time.monotonic()
+            if now - self._last_nag >= STORAGE_NAG:
+                self._last_nag = now
+                log.error(
+                    "STORAGE STILL FAILING for %.0fs: %d alert transitions held in memory,"
+                    " %d writes waiting, %d telemetry readings dropped (%s)",
+                    now - (self.degraded_since or now), len(self._held), len(self._deferred),
+                    self.telemetry_dropped, exc,
+                )
+            return False
+        del self._deferred[: len(jobs)]
+        if self._deferred:
+            return await self.retry_deferred()
+        held = len(self._held)
+        self._held.clear()
+        self._gone.clear()
+        log.warning(
+            "storage writable again after %.0fs: %d held writes committed (%d alert"
+            " transitions still unsent were written to the outbox)",
+            time.monotonic() - (self.degraded_since or time.monotonic()), len(jobs), held,
+        )
+        self.degraded_since = None
+        return True
+
     # -- outbox ---------------------------------------------------------------
 
     async def add_alerts(
         self, transitions: Sequence[AlertTransition], payloads: Sequence[str],
         engine_state: str | None = None,
     ) -> list[int]:
-        """Commit alert transitions durably (with the engine state that produced them)."""
+        """Commit alert transitions durably (with the engine state that produced them).
+
+        If the disk cannot take them they are held in memory (the uplink still sends them)
+        and written once it can: an alert is never refused for lack of room.
+        """
 
         async def job(db: aiosqlite.Connection) -> list[int]:
             seqs: list[int] = []
@@ -281,32 +431,65 @@ class Store:
                     (int(t.priority), t.event_id, payload),
                 )
                 seqs.append(int(cur.lastrowid or 0))
-                await db.execute(
-                    """INSERT INTO alerts(alert_id, type, severity, site_id, device_ids, state,
-                           raised_at, updated_at, message, pending)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
-                       ON CONFLICT(alert_id) DO UPDATE SET state=excluded.state,
-                           severity=excluded.severity, updated_at=excluded.updated_at,
-                           pending=pending+1""",
-                    (
-                        t.alert_id, t.type, str(t.severity), t.site_id,
-                        json.dumps(list(t.device_ids)), str(t.state),
-                        t.raised_at.isoformat(), t.ts.isoformat(), t.message,
-                    ),
-                )
+                await _upsert_alert(db, t, 1)
             if engine_state is not None:
                 await _put_kv(db, "engine", engine_state)
             return seqs
 
-        seqs = list(await self._write(job, durable=True))
+        seqs: list[int] | None = None
+        if not self._deferred:
+            try:
+                seqs = list(await self._commit(job, durable=True))
+            except Exception as exc:
+                if not storage_failure(exc):
+                    raise
+                await self._degrade(exc)
+        if seqs is None:
+            seqs = self._hold_alerts(transitions, payloads, engine_state)
         for t in transitions:
             self.added[t.priority] += 1
         return seqs
+
+    def _hold_alerts(
+        self, transitions: Sequence[AlertTransition], payloads: Sequence[str],
+        engine_state: str | None,
+    ) -> list[int]:
+        items: list[tuple[AlertTransition, OutboxItem]] = []
+        for t, payload in zip(transitions, payloads, strict=True):
+            self._held_seq += 1
+            item = OutboxItem(self._held_seq, t.priority, "alert", t.event_id, 0, payload)
+            self._held[item.seq] = item
+            items.append((t, item))
+
+        async def replay(db: aiosqlite.Connection) -> None:
+            for t, item in items:
+                # Delivered while held: only the local alert log needs it.
+                unsent = item.seq in self._held
+                if unsent:
+                    await db.execute(
+                        "INSERT INTO outbox(seq, priority, kind, event_id, readings, payload)"
+                        " VALUES (?, ?, 'alert', ?, 0, ?)",
+                        (item.seq, int(item.priority), item.event_id, item.payload),
+                    )
+                await _upsert_alert(db, t, int(unsent))
+            if engine_state is not None:
+                await _put_kv(db, "engine", engine_state)
+
+        self._deferred.append(replay)
+        log.error(
+            "%d alert transitions held in memory (%d in all): the disk takes no writes",
+            len(items), len(self._held),
+        )
+        return [item.seq for _, item in items]
 
     async def add_telemetry(self, payloads: Iterable[tuple[str, int]]) -> None:
         """Keep telemetry batches (payload, number of readings) until the uplink takes them."""
         items = list(payloads)
         if not items:
+            return
+        if self._deferred:
+            # Alerts are waiting for room: telemetry yields (and would take their outbox numbers).
+            self._drop_telemetry(items, "the disk takes no writes")
             return
 
         async def job(db: aiosqlite.Connection) -> None:
@@ -318,8 +501,21 @@ class Store:
             self._telemetry_readings += sum(n for _, n in items)
             await self._enforce_bound(db)
 
-        await self._write(job, durable=False)
-        self.added[Priority.TELEMETRY] += 1
+        before = self._telemetry_readings
+        try:
+            await self._write(job, durable=False)
+        except Exception as exc:
+            if not storage_failure(exc):
+                raise
+            self._telemetry_readings = before  # the job's count was rolled back with it
+            self._drop_telemetry(items, str(exc))
+        else:
+            self.added[Priority.TELEMETRY] += 1
+
+    def _drop_telemetry(self, items: list[tuple[str, int]], why: str) -> None:
+        n = sum(r for _, r in items)
+        self.telemetry_dropped += n
+        log.error("telemetry dropped: %d readings (%d so far): %s", n, self.telemetry_dropped, why)
 
     async def _enforce_bound(self, db: aiosqlite.Connection) -> None:
         while self._telemetry_readings > self.telemetry_bound:
@@ -346,31 +542,52 @@ class Store:
         self, priority: Priority, after_seq: int = 0, limit: int = 100
     ) -> list[OutboxItem]:
         """Waiting items of one priority class in order, from `after_seq` on (a read; no writer)."""
+        gone = self._gone
         async with self._reader.execute(
             "SELECT seq, priority, kind, event_id, readings, payload FROM outbox"
             " WHERE priority=? AND seq>? ORDER BY seq LIMIT ?",
-            (int(priority), after_seq, limit),
+            (int(priority), after_seq, limit + len(gone)),
         ) as cur:
             rows = await cur.fetchall()
-        return [OutboxItem(r[0], Priority(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        items = [OutboxItem(r[0], Priority(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        if gone:
+            items = [i for i in items if i.seq not in gone]
+        if self._held:
+            seen = {i.seq for i in items}
+            items += [
+                i for i in self._held.values()
+                if i.priority == priority and i.seq > after_seq and i.seq not in seen
+            ]
+            items.sort(key=lambda i: i.seq)
+        return items[:limit]
 
     async def delivered(self, items: Sequence[OutboxItem]) -> None:
         """PUBACK received: remove these from the outbox."""
         if not items:
             return
+        for item in items:
+            self._held.pop(item.seq, None)
+        if self._deferred:
+            self._gone.update(i.seq for i in items)
+        alerts = [i for i in items if i.kind == "alert"]
+        telemetry = [i for i in items if i.kind != "alert"]
 
         async def job(db: aiosqlite.Connection) -> None:
-            await db.executemany("DELETE FROM outbox WHERE seq=?", [(i.seq,) for i in items])
-            for item in items:
-                if item.kind == "alert":
+            if telemetry:
+                await db.executemany(
+                    "DELETE FROM outbox WHERE seq=?", [(i.seq,) for i in telemetry]
+                )
+                self._telemetry_readings -= sum(i.readings for i in telemetry)
+            for item in alerts:
+                cur = await db.execute("DELETE FROM outbox WHERE seq=?", (item.seq,))
+                # A transition delivered while held in memory never got a row to delete.
+                if cur.rowcount:
                     alert_id = json.loads(item.payload)["alert_id"]
                     await db.execute(
                         "UPDATE alerts SET pending=MAX(pending-1, 0) WHERE alert_id=?", (alert_id,)
                     )
-                else:
-                    self._telemetry_readings -= item.readings
 
-        await self._write(job, durable=False)
+        await self._write(job, durable=False, defer=True)
 
     async def depth(self) -> dict[Priority, int]:
         async with self._reader.execute(
@@ -393,7 +610,7 @@ class Store:
                 "UPDATE alerts SET acked_by=?, acked_at=? WHERE alert_id=?", (by, at, alert_id)
             )
 
-        await self._write(job, durable=True)
+        await self._write(job, durable=True, defer=True)
 
     async def alerts(self, limit: int = 1000) -> list[AlertRow]:
         async with self._reader.execute(
@@ -410,12 +627,27 @@ class Store:
         async def job(db: aiosqlite.Connection) -> None:
             await _put_kv(db, key, text)
 
-        await self._write(job, durable=durable)
+        await self._write(job, durable=durable, defer=True)
 
     async def get_state(self, key: str) -> Any | None:
         async with self._reader.execute("SELECT value FROM kv WHERE key=?", (key,)) as cur:
             row = await cur.fetchone()
         return json.loads(row[0]) if row else None
+
+
+async def _upsert_alert(db: aiosqlite.Connection, t: AlertTransition, pending: int) -> None:
+    await db.execute(
+        """INSERT INTO alerts(alert_id, type, severity, site_id, device_ids, state,
+               raised_at, updated_at, message, pending)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(alert_id) DO UPDATE SET state=excluded.state,
+               severity=excluded.severity, updated_at=excluded.updated_at,
+               pending=pending+excluded.pending""",
+        (
+            t.alert_id, t.type, str(t.severity), t.site_id, json.dumps(list(t.device_ids)),
+            str(t.state), t.raised_at.isoformat(), t.ts.isoformat(), t.message, pending,
+        ),
+    )
 
 
 async def _put_kv(db: aiosqlite.Connection, key: str, text: str) -> None:

@@ -47,6 +47,24 @@ RECONNECT_MAX = 2.0
 CommandHandler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
+def connection_failure(exc: BaseException) -> BaseException | None:
+    """The connection error behind `exc` (unwrapping TaskGroup groups), or None if any part
+    of it is something else (a bug, which the supervisor should see)."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [connection_failure(e) for e in exc.exceptions]
+        return leaves[0] if leaves and all(leaf is not None for leaf in leaves) else None
+    return exc if isinstance(exc, aiomqtt.MqttError | OSError | TimeoutError) else None
+
+
+def result_bytes(result: dict[str, Any]) -> bytes:
+    """A command result as UTF-8 JSON. Text echoed from a command may hold lone surrogates
+    (`"\\ud800"` is valid JSON); those go out as \\u escapes instead of failing."""
+    try:
+        return json.dumps(result, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(result).encode()
+
+
 class CommandError(Exception):
     """A downlink command that cannot be carried out; its message goes back to the platform."""
 
@@ -158,7 +176,12 @@ class Uplink:
                     delay = RECONNECT_MIN
                     last_reason = ""
                     await self._connected_session(client)
-            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            except (aiomqtt.MqttError, OSError, TimeoutError, ExceptionGroup) as caught:
+                # A lost connection inside the session's TaskGroup arrives as an
+                # ExceptionGroup; it is ours to handle (reconnect), not the supervisor's.
+                exc = connection_failure(caught)
+                if exc is None:
+                    raise
                 reason = str(exc) or type(exc).__name__
                 if self.stats.connected:
                     log.warning("uplink lost: %s", reason)
@@ -298,8 +321,7 @@ class Uplink:
                 continue  # our own answers, echoed by the cmd/# subscription
             result = await self.handle_command(name, message.payload)
             await client.publish(
-                self.topic("cmd/result"), json.dumps(result, ensure_ascii=False), qos=1,
-                timeout=PUBACK_TIMEOUT,
+                self.topic("cmd/result"), result_bytes(result), qos=1, timeout=PUBACK_TIMEOUT
             )
 
     async def handle_command(self, name: str, raw: Any) -> dict[str, Any]:
@@ -315,6 +337,8 @@ class Uplink:
                 body = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise CommandError(f"not JSON: {exc}") from exc
+            except RecursionError:
+                raise CommandError("not JSON: nested too deeply") from None
             if not isinstance(body, dict):
                 raise CommandError("a command is a JSON object")
             command_id = body.get("id")

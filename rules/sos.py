@@ -15,9 +15,11 @@ from rules.base import Raise, Rule, RuleOptions, RuleSite, Signal
 
 
 class SosOptions(RuleOptions):
-    # Presses this close to the previous one are the radio repeating it (or a worried
-    # hand pressing again): part of the same call, even after it was acknowledged.
-    repeat_window: Duration = 10.0
+    # Presses this close to the one that began the call are the radio repeating it: part
+    # of the same call, even if it was acknowledged in between. Kept short, because a
+    # press after an acknowledgement is news (the resident still needs help); the drivers
+    # already fold a press's radio repeats (2.5–3 s) into one.
+    repeat_window: Duration = 3.0
 
 
 class SosRule(Rule):

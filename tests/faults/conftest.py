@@ -1,0 +1,54 @@
+"""Fixtures of the fault-injection suite.
+
+The long profile (`@pytest.mark.slow`) runs only when asked for (`pytest -m slow
+tests/faults`, or FAULTS_SLOW=1), so that a plain `pytest` stays within the CI budget.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.local_broker import MosquittoBroker
+from gateway.testkit import PlatformSubscriber
+from tests.faults.faultkit import P
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    markexpr = config.getoption("markexpr", "") or ""
+    if "slow" in markexpr or os.environ.get("FAULTS_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long profile: run with `pytest -m slow tests/faults`")
+    for item in items:
+        if "slow" in item.keywords and HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def local_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """The home's own broker that zigbee2mqtt publishes to."""
+    b = MosquittoBroker(tmp_path / "local-broker").start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+async def platform(broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
+    async with PlatformSubscriber(
+        broker.host, broker.port, (f"{P}/#",), identifier="platform-faults"
+    ) as sub:
+        yield sub
+
+
+@pytest.fixture
+async def zigbee(local_broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
+    """A zigbee2mqtt stand-in publishing on the home's broker."""
+    async with PlatformSubscriber(local_broker.host, local_broker.port, ("none/#",)) as pub:
+        yield pub

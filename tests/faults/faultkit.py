@@ -1,0 +1,211 @@
+"""What the fault-injection tests share: a gateway config with many SOS sites, a zigbee2mqtt
+stand-in, the platform's view, checks on what arrived, and a place to record figures.
+
+Everything here drives real parts: real mosquitto brokers, the gateway as a real process
+(or an in-process `Gateway` with real I/O), its real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gateway.local_broker import MosquittoBroker
+from gateway.testkit import GatewayProcess, PlatformSubscriber, Received
+
+GW = "gw-fault-0001"
+P = f"hearthgate/{GW}"
+ALERTS = f"{P}/alerts"
+RESULTS = f"{P}/cmd/result"
+# The generic model knows three "help" actions: cycling them keeps presses apart from the
+# driver's debounce of one repeated action.
+ACTIONS = ("emergency", "sos", "panic")
+
+
+def site_ids(n: int) -> list[str]:
+    return [f"room-{301 + i}" for i in range(n)]
+
+
+def write_config(
+    tmp: Path, platform: MosquittoBroker, local: MosquittoBroker, sites: Iterable[str],
+    *, data_dir: Path | None = None, extra_devices: str = "", extra_buses: str = "",
+    # These tests are about delivery, and press a site again the moment its alert clears:
+    # no repeat window (rules/sos.py), so that every press they count is a new alert.
+    sos_options: str = ", repeat_window: 0s", log_level: str = "info",
+) -> Path:
+    sites = list(sites)
+    devices = "\n".join(
+        f"  - {{id: sos-{s[5:]}, site: {s}, kind: sos_button, protocol: zigbee2mqtt,"
+        f" bus: zigbee, topic: zigbee2mqtt/sos_{s[5:]}, model: generic}}"
+        for s in sites
+    )
+    site_lines = "\n".join(
+        f"  - {{id: {s}, resident: r-{s[5:]}, rules: [{{type: sos{sos_options}}}]}}"
+        for s in sites
+    )
+    path = tmp / "config.yaml"
+    path.write_text(
+        f"""gateway:
+  id: {GW}
+  timezone: Asia/Shanghai
+  data_dir: {data_dir or tmp / "data"}
+  language: en
+  log_level: {log_level}
+uplink:
+  host: 127.0.0.1
+  port: {platform.port}
+  topic_prefix: hearthgate
+  keepalive: 5s
+  telemetry_interval: 1s
+buses:
+  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {local.port}}}
+{extra_buses}devices:
+{devices}
+{extra_devices}sites:
+{site_lines}
+"""
+    )
+    return path
+
+
+def press_payload(n: int = 0, battery: int = 80) -> dict[str, Any]:
+    return {"action": ACTIONS[n % len(ACTIONS)], "battery": battery, "voltage": 2900,
+            "linkquality": 100 + n % 50}
+
+
+async def press_sos(zigbee: PlatformSubscriber, site: str, n: int = 0) -> None:
+    await zigbee.publish(f"zigbee2mqtt/sos_{site[5:]}", press_payload(n))
+
+
+async def send_reading(zigbee: PlatformSubscriber, site: str, n: int) -> None:
+    """A state message without an action: telemetry only (battery, link quality)."""
+    await zigbee.publish(
+        f"zigbee2mqtt/sos_{site[5:]}", {"battery": 50 + n % 50, "linkquality": n % 255}
+    )
+
+
+async def wait_until(predicate: Any, timeout: float, what: str, log: str | Any = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            detail = log() if callable(log) else log
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{detail[-3000:]}")
+        await asyncio.sleep(0.05)
+
+
+async def started(gw: GatewayProcess, platform: PlatformSubscriber, *, connects: int = 1) -> None:
+    """Start the gateway process; wait until it is online and its zigbee bus is connected."""
+    before = len([m for m in platform.on(f"{P}/status") if _state(m) == "online"])
+    gw.start()
+    await wait_until(
+        lambda: len([m for m in platform.on(f"{P}/status") if _state(m) == "online"]) > before,
+        30, "the gateway to come online", gw.log_text,
+    )
+    await wait_until(
+        lambda: gw.log_text().count("bus zigbee connected") >= connects,
+        30, "the zigbee bus to connect", gw.log_text,
+    )
+
+
+def _state(m: Received) -> str | None:
+    try:
+        return m.json().get("state")
+    except ValueError:
+        return None
+
+
+def alert_messages(platform: PlatformSubscriber) -> list[dict[str, Any]]:
+    return [m.json() for m in platform.on(ALERTS)]
+
+
+def check_duplicates(messages: list[Received]) -> int:
+    """Any two messages with the same event_id must be identical; returns the duplicate count."""
+    by_event: dict[str, list[bytes]] = defaultdict(list)
+    for m in messages:
+        by_event[json.loads(m.payload)["event_id"]].append(m.payload)
+    dupes = 0
+    for event_id, payloads in by_event.items():
+        bodies = [json.loads(p) for p in payloads]
+        assert all(b == bodies[0] for b in bodies), f"event {event_id} re-sent with other content"
+        dupes += len(payloads) - 1
+    return dupes
+
+
+def db_path(data_dir: Path) -> Path:
+    return data_dir / "hearthgate.sqlite3"
+
+
+def db_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    path = db_path(data_dir)
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return list(conn.execute(sql).fetchall())
+    finally:
+        conn.close()
+
+
+def outbox_alert_count(data_dir: Path) -> int:
+    return int(db_rows(data_dir, "SELECT COUNT(*) FROM outbox WHERE kind='alert'")[0][0])
+
+
+def record(name: str, **figures: Any) -> None:
+    """Print a test's figures; with FAULTS_REPORT=FILE also append them there (as JSON lines)
+    for docs/reliability.md."""
+    line = json.dumps({"test": name, **figures}, ensure_ascii=False)
+    print(f"\nFAULT-FIGURES {line}")
+    target = os.environ.get("FAULTS_REPORT")
+    if target:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+class InProcessGateway:
+    """A `Gateway` run as a task in the test's own event loop, with real I/O: for faults that
+    need a hand inside (a clock, a registry entry, the store's flags)."""
+
+    def __init__(self, config_path: Path, **kwargs: Any) -> None:
+        from gateway.config import load_config
+        from gateway.service import Gateway
+
+        load_plugins_first()
+        self.gateway = Gateway(load_config(config_path), **kwargs)
+        self.stop_event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> InProcessGateway:
+        self.task = asyncio.create_task(self.gateway.run(self.stop_event))
+        ready = asyncio.create_task(self.gateway.ready.wait())
+        await asyncio.wait({self.task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            ready.cancel()
+            self.task.result()
+        assert ready.done(), "the gateway did not get ready"
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.stop_event.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 20)
+        except TimeoutError:
+            self.task.cancel()
+            raise
+
+
+def load_plugins_first() -> None:
+    from gateway.registry import load_plugins
+
+    load_plugins()
