@@ -300,3 +300,40 @@ async def test_care_worker_acks_open_alerts_only_after_its_delay() -> None:
     await asyncio.sleep(0.6)
     assert len(sent) == 1
     await worker.stop()
+
+
+# -- the day -------------------------------------------------------------------------------
+
+
+def test_the_days_config_scenario_and_usage_agree(tmp_path: Path) -> None:
+    from drivers.scenario import devices_from_config, parse_scenario, timeline
+    from gateway.config import parse_config_data
+    from gateway.demo_day import (
+        DAY,
+        DAY_START,
+        POWER_METERS,
+        WATER_METERS,
+        build_config,
+        offset_of,
+        usage_timeline,
+    )
+
+    config = parse_config_data(build_config(tmp_path, 1883, 1884, "/dev/null", "/dev/null", "en"))
+    devices = {d.id for d in config.devices}
+    scenario = parse_scenario(DAY).with_devices(devices_from_config(config))
+    steps = list(timeline(scenario, DAY_START, 24 * 3600))
+    assert {a.device for a in steps} <= devices
+    assert {a.do for a in steps} >= {"press", "motion", "door_open", "silent", "online"}
+    # The night's door at 03:00 is the same night, not a day later.
+    [night] = [a for a in steps if a.device == "door-302" and a.do == "door_open"
+               and a.offset > 12 * 3600]
+    assert night.offset == 21 * 3600
+    assert offset_of("06:30") == 1800 and offset_of("03:00") == 21 * 3600
+    usage = usage_timeline()
+    assert [u[0] for u in usage] == sorted(u[0] for u in usage)
+    assert {u[1] for u in usage} == set(WATER_METERS) | set(POWER_METERS)
+    # Every tap and appliance that is turned on is turned off again within the day.
+    for meter in {u[1] for u in usage}:
+        rates = [u[2] for u in usage if u[1] == meter]
+        assert rates[-1] == 0.0
+    assert all(s.profile == "living_alone" for s in config.sites)
