@@ -20,7 +20,6 @@ from drivers.base import DriverContext
 from gateway.config import BusConfig
 from gateway.durations import Duration
 from gateway.registry import BusType, Options, register_bus_type
-from gateway.supervisor import raise_if_cancelling
 
 log = logging.getLogger("hearthgate.drivers.mqtt")
 
@@ -120,7 +119,6 @@ class MqttBus:
                     log.debug("bus %s cannot reach its broker: %s", self.config.id, exc)
             finally:
                 self.connected.clear()
-            raise_if_cancelling()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(5.0, delay * 2)
 

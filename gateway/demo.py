@@ -54,6 +54,7 @@ from gateway.demo_day import (
 )
 from gateway.local_broker import BrokerUnavailable, MosquittoBroker, mosquitto_binary
 from gateway.model import Instant
+from gateway.service import Gateway
 from gateway.testkit import PlatformSubscriber
 
 log = logging.getLogger("hearthgate.demo")
@@ -61,6 +62,7 @@ log = logging.getLogger("hearthgate.demo")
 PLATFORM = f"{TOPIC_PREFIX}/{GATEWAY_ID}"
 SETUP_TIMEOUT = 20.0  # real seconds for brokers, ports and devices to come up
 STOP_TIMEOUT = 20.0
+RECANCEL_AFTER = 5.0
 EXIT_INTERRUPTED = 130
 # Small MQTT packets must not wait out a delayed ACK (Nagle: ~40 ms each, which is
 # minutes of simulated time at an hour a second).
@@ -219,8 +221,6 @@ class Demo:
     async def _play(
         self, config: GatewayConfig, scenario: Scenario, sub: PlatformSubscriber, world: World
     ) -> int:
-        from gateway.service import Gateway
-
         gateway = Gateway(config, clock=self.clock, data_dir=self.work / "data")
         stop_gateway = asyncio.Event()
         gw_task = asyncio.create_task(gateway.run(stop_gateway), name="gateway")
@@ -256,10 +256,7 @@ class Demo:
             simulated = (self.clock.now().mono - day_start.mono) / 3600.0
             if gw_task.done():
                 return self._gateway_died(gw_task)
-            stop_gateway.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(gw_task), STOP_TIMEOUT)
-            except TimeoutError:
+            if not await _stop(gateway, gw_task, stop_gateway):
                 print("hearthgate demo: the gateway did not stop in time", file=sys.stderr)
                 return 1
             if gw_task.exception() is not None:
@@ -277,9 +274,7 @@ class Demo:
             return EXIT_INTERRUPTED if self.stop_requested.is_set() else 0
         finally:
             if not gw_task.done():
-                stop_gateway.set()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(gw_task, STOP_TIMEOUT)
+                await _stop(gateway, gw_task, stop_gateway)
             await _cancel(gw_task)
 
     async def _bring_up(
@@ -330,6 +325,30 @@ class Demo:
         exc = gw_task.exception() if not gw_task.cancelled() else None
         print(f"hearthgate demo: the gateway stopped unexpectedly: {exc!r}", file=sys.stderr)
         return 1
+
+
+async def _stop(gateway: Gateway, gw_task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+    """Ask the gateway to stop and wait for it; True once it has.
+
+    Its clean stop takes well under a second, a few when the platform's broker is gone.
+    Past RECANCEL_AFTER, tasks still running are cancelled again: on Python 3.11 a cancel
+    that arrives as aiomqtt's connect attempt fails can be swallowed inside
+    `asyncio.wait_for`, leaving a reconnect loop running (the brokers die first when a
+    terminal's Ctrl-C reaches the whole process group).
+    """
+    stop.set()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while not gw_task.done():
+        waited = loop.time() - began
+        if waited > STOP_TIMEOUT:
+            return False
+        await asyncio.wait({gw_task}, timeout=0.5)
+        if not gw_task.done() and waited > RECANCEL_AFTER and gateway.supervisor is not None:
+            for task in gateway.supervisor.tasks.values():
+                if not task.done():
+                    task.cancel()
+    return True
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -26,18 +26,6 @@ class EssentialTaskFailed(RuntimeError):
     pass
 
 
-def raise_if_cancelling() -> None:
-    """Honour a cancellation that a library swallowed (call it in retry loops).
-
-    On Python 3.11 `asyncio.wait_for` (inside aiomqtt's connect, for one) can swallow a
-    cancel that arrives just as the awaited attempt fails; a reconnect loop would then go
-    on forever and the gateway would never stop.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class Supervisor:
     def __init__(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg

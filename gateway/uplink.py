@@ -32,7 +32,6 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.model import Priority, isoformat, utc_now
 from gateway.store import OutboxItem, Store
-from gateway.supervisor import raise_if_cancelling
 
 log = logging.getLogger("hearthgate.uplink")
 
@@ -195,7 +194,6 @@ class Uplink:
             finally:
                 self._client = None
                 await self._on_disconnect()
-            raise_if_cancelling()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(RECONNECT_MAX, delay * 2)
 
