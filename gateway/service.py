@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +24,7 @@ from gateway.health import DeviceHealth
 from gateway.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
 from gateway.model import AlertTransition, Instant, Observation, Priority, isoformat
 from gateway.registry import BUS_TYPES, PROTOCOLS, load_plugins
+from gateway.sdnotify import SystemdNotifier
 from gateway.store import Store
 from gateway.supervisor import Supervisor
 from gateway.telemetry import TelemetryBatcher
@@ -66,6 +66,7 @@ class Gateway:
         self.batcher = TelemetryBatcher(self.tz)
         self.counts: Counter[str] = Counter()
         self.alert_counts: Counter[tuple[str, str]] = Counter()
+        self.notifier = SystemdNotifier()  # does nothing unless systemd gave a socket
         self.metrics = GatewayMetrics()
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         self.ready = asyncio.Event()
@@ -105,7 +106,7 @@ class Gateway:
                 driver_tasks = self._start_drivers(sup)
                 self._start_extras(sup)
                 self.ready.set()
-                await self._notify_ready()
+                self.notifier.ready(f"running: {self.config.summary()}")
                 log.info("hearthgate %s running: %s", self.config.gateway.id,
                          self.config.summary())
                 await stop.wait()
@@ -151,13 +152,8 @@ class Gateway:
             host, port = parse_listen(g.metrics_listen)
             sup.start("metrics-http", lambda: serve_metrics(self.metrics.registry, host, port))
         sup.start("metrics", self._metrics_loop)
-        if os.environ.get("NOTIFY_SOCKET"):
-            from gateway.sdnotify import SystemdNotifier
-
-            notifier = SystemdNotifier()
-            self._notifier = notifier
-            if notifier.watchdog_interval():
-                sup.start("watchdog", lambda: notifier.watchdog_loop(self._healthy))
+        if self.notifier.watchdog_interval():
+            sup.start("watchdog", lambda: self.notifier.watchdog_loop(self._healthy))
 
     def _collect_metrics(self) -> None:
         """Copy the tallies the parts keep anyway; called when metrics are read."""
@@ -196,15 +192,8 @@ class Gateway:
             and all(not sup.tasks[n].done() for n in ("store-writer", "rules") if n in sup.tasks)
         )
 
-    async def _notify_ready(self) -> None:
-        notifier = getattr(self, "_notifier", None)
-        if notifier is not None:
-            notifier.ready(f"running: {self.config.summary()}")
-
     async def _shutdown(self, sup: Supervisor, driver_tasks: list[asyncio.Task[None]]) -> None:
-        notifier = getattr(self, "_notifier", None)
-        if notifier is not None:
-            notifier.stopping()
+        self.notifier.stopping()
         for task in driver_tasks:
             task.cancel()
         await asyncio.gather(*driver_tasks, return_exceptions=True)
