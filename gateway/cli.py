@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="the simulator's own options")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="a self-contained showcase in accelerated time")
+    # Its own --help lists its options (run_demo parses them).
+    p = sub.add_parser("demo", help="a self-contained showcase in accelerated time",
+                       add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_demo)
     return parser

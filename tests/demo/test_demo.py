@@ -158,6 +158,14 @@ def test_bad_options_are_usage_errors(argv: list[str], capsys) -> None:
     assert "hearthgate demo" in capsys.readouterr().err
 
 
+def test_demo_help_lists_its_own_options(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["demo", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in ("--speed", "--hours", "--quiet", "--language"))
+
+
 def test_cli_passes_options_through_to_demo(monkeypatch) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(demo, "run_demo", lambda argv: seen.append(argv) or 0)
