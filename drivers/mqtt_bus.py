@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr
 from drivers.base import DriverContext
 from gateway.config import BusConfig
 from gateway.durations import Duration
+from gateway.mqtt_socket import NO_DELAY
 from gateway.registry import BusType, Options, register_bus_type
 
 log = logging.getLogger("hearthgate.drivers.mqtt")
@@ -100,6 +101,7 @@ class MqttBus:
                     identifier=self.options.client_id,
                     keepalive=max(5, int(self.options.keepalive)),
                     timeout=10,
+                    socket_options=NO_DELAY,
                 ) as client:
                     for topic_filter in sorted({f for f, _ in self.handlers}):
                         await client.subscribe(topic_filter, qos=1)

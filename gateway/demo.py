@@ -62,7 +62,6 @@ log = logging.getLogger("hearthgate.demo")
 PLATFORM = f"{TOPIC_PREFIX}/{GATEWAY_ID}"
 SETUP_TIMEOUT = 20.0  # real seconds for brokers, ports and devices to come up
 STOP_TIMEOUT = 20.0
-RECANCEL_AFTER = 5.0
 EXIT_INTERRUPTED = 130
 # Small MQTT packets must not wait out a delayed ACK (Nagle: ~40 ms each, which is
 # minutes of simulated time at an hour a second).
@@ -256,7 +255,7 @@ class Demo:
             simulated = (self.clock.now().mono - day_start.mono) / 3600.0
             if gw_task.done():
                 return self._gateway_died(gw_task)
-            if not await _stop(gateway, gw_task, stop_gateway):
+            if not await _stop(gw_task, stop_gateway):
                 print("hearthgate demo: the gateway did not stop in time", file=sys.stderr)
                 return 1
             if gw_task.exception() is not None:
@@ -274,7 +273,7 @@ class Demo:
             return EXIT_INTERRUPTED if self.stop_requested.is_set() else 0
         finally:
             if not gw_task.done():
-                await _stop(gateway, gw_task, stop_gateway)
+                await _stop(gw_task, stop_gateway)
             await _cancel(gw_task)
 
     async def _bring_up(
@@ -327,28 +326,15 @@ class Demo:
         return 1
 
 
-async def _stop(gateway: Gateway, gw_task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+async def _stop(gw_task: asyncio.Task[None], stop: asyncio.Event) -> bool:
     """Ask the gateway to stop and wait for it; True once it has.
 
-    Its clean stop takes well under a second, a few when the platform's broker is gone.
-    Past RECANCEL_AFTER, tasks still running are cancelled again: on Python 3.11 a cancel
-    that arrives as aiomqtt's connect attempt fails can be swallowed inside
-    `asyncio.wait_for`, leaving a reconnect loop running (the brokers die first when a
-    terminal's Ctrl-C reaches the whole process group).
+    Its clean stop takes well under a second, a few when the platform's broker is gone
+    (`Gateway.run` cancels again any task that swallowed its cancellation).
     """
     stop.set()
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    while not gw_task.done():
-        waited = loop.time() - began
-        if waited > STOP_TIMEOUT:
-            return False
-        await asyncio.wait({gw_task}, timeout=0.5)
-        if not gw_task.done() and waited > RECANCEL_AFTER and gateway.supervisor is not None:
-            for task in gateway.supervisor.tasks.values():
-                if not task.done():
-                    task.cancel()
-    return True
+    await asyncio.wait({gw_task}, timeout=STOP_TIMEOUT)
+    return gw_task.done()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -90,6 +90,8 @@ class MosquittoBroker:
             [self.binary, "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # A terminal's Ctrl-C must not kill the broker before the gateway using it stops.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

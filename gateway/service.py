@@ -41,6 +41,23 @@ MAX_BATCH = 2000  # observations per pass of the rules loop
 HOUSEKEEPING_EVERY = 0.05  # s; rule ticks and device health checks while observations stream
 
 
+async def cancel_all(tasks: list[asyncio.Task[None]], every: float = 2.0) -> None:
+    """Cancel the tasks and wait for them, cancelling again those that ignore it.
+
+    On Python 3.11, aiomqtt's connect can swallow a cancellation that lands just as a
+    connection attempt fails, and the task then carries on reconnecting: a clean stop
+    must not hang on it.
+    """
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=every)
+        pending = list(still)
+        if pending:
+            log.warning("asking %s again to stop", ", ".join(t.get_name() for t in pending))
+
+
 def uplink_password(config: GatewayConfig) -> str | None:
     up = config.uplink
     if up.password is not None:
@@ -112,8 +129,7 @@ class Gateway:
                 await stop.wait()
                 log.info("stopping")
                 await self._shutdown(sup, driver_tasks)
-                for task in sup.tasks.values():
-                    task.cancel()
+                await cancel_all(list(sup.tasks.values()))
         finally:
             store._writer = None
             await store.close()

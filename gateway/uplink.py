@@ -31,6 +31,7 @@ import aiomqtt
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.model import Priority, isoformat, utc_now
+from gateway.mqtt_socket import NO_DELAY
 from gateway.store import OutboxItem, Store
 
 log = logging.getLogger("hearthgate.uplink")
@@ -162,6 +163,7 @@ class Uplink:
             timeout=10,
             max_inflight_messages=ALERT_WINDOW + TELEMETRY_WINDOW + 8,
             max_queued_incoming_messages=1000,
+            socket_options=NO_DELAY,
         )
 
     async def run(self) -> None:
