@@ -6,6 +6,7 @@ the platform's broker away and bring it back.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -57,6 +58,9 @@ class MosquittoBroker:
             "message_size_limit 0\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            # Started as root, mosquitto drops to user `mosquitto`, which cannot write the
+            # persistence file (sessions would not survive a restart) or the log here.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
