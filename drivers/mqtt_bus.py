@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 
 import aiomqtt
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from drivers.base import DriverContext
 from gateway.config import BusConfig
@@ -31,7 +31,7 @@ class MqttBusOptions(Options):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     keepalive: Duration = 30.0
     client_id: str | None = None
 
@@ -82,7 +82,8 @@ class MqttBus:
                     self.options.host,
                     self.options.port,
                     username=self.options.username,
-                    password=self.options.password,
+                    password=(self.options.password.get_secret_value()
+                              if self.options.password else None),
                     identifier=self.options.client_id,
                     keepalive=max(5, int(self.options.keepalive)),
                     timeout=10,

@@ -9,8 +9,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 
@@ -18,33 +22,46 @@ log = logging.getLogger("hearthgate")
 
 
 def _setup_logging(level: str) -> None:
-    try:
-        from gateway.journal_logging import setup_logging
-    except ImportError:
-        logging.basicConfig(
-            level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        return
+    from gateway.journal_logging import setup_logging
+
     setup_logging(level)
 
 
-def _load(path: str):
-    from gateway.config import ConfigError, load_config
+def _load(path: str, warnings: list[str] | None = None) -> GatewayConfig | None:
+    """The config, or None after printing its problems; warnings are collected, not printed."""
+    from gateway.config import ConfigError
+    from gateway.config_loader import load
 
     try:
-        return load_config(path)
+        result = load(Path(path))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.format(), file=sys.stderr)
         return None
+    if warnings is not None:
+        warnings += [w.format() for w in result.warnings]
+    return result.config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    warnings: list[str] = []
+    config = _load(args.config, warnings)
     if config is None:
         return EXIT_CONFIG
+    from gateway.journal_logging import add_secret
+    from gateway.service import Gateway, uplink_password
+
+    try:
+        add_secret(uplink_password(config))
+    except OSError as exc:
+        print(f"{args.config}: error: cannot read uplink.password_file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for bus in config.buses:
+        secret = getattr(bus.options, "password", None)
+        add_secret(secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret)
     _setup_logging(args.log_level or config.gateway.log_level)
-    from gateway.service import Gateway
+    for warning in warnings:
+        log.warning("%s", warning)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -133,14 +133,17 @@ class GatewayConfig(Section):
 
 
 class ConfigProblem(BaseModel):
+    """One finding in a config file, at the 1-based line and column of the key or value."""
+
     file: str
     line: int
     col: int
     message: str
     hint: str | None = None
+    severity: Literal["error", "warning"] = "error"
 
     def format(self) -> str:
-        text = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        text = f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
         return text + (f"\n  hint: {self.hint}" if self.hint else "")
 
 
@@ -151,15 +154,18 @@ class ConfigError(Exception):
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a config file; raise ConfigError with positions on any problem."""
+    """Read and validate a config file; raise ConfigError with positions on any problem.
+
+    ConfigError is the only exception this raises, whatever the file holds.
+    """
     from gateway.config_loader import load
 
-    return load(Path(path))
+    return load(Path(path)).config
 
 
 def parse_config_data(data: dict[str, Any], source: Path | None = None) -> GatewayConfig:
-    """Validate already-parsed data (tests, demo); raises ConfigError without positions."""
+    """Validate already-parsed data (tests, demo); problems are reported at line 1, column 1
+    with the path of the offending key in the message."""
     from gateway.config_loader import validate_data
 
-    return validate_data(data, source)
-
+    return validate_data(data, source).config

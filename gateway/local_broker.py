@@ -6,7 +6,7 @@ the platform's broker away and bring it back.
 
 from __future__ import annotations
 
-import os
+import getpass
 import shutil
 import socket
 import subprocess
@@ -34,7 +34,15 @@ def mosquitto_binary() -> str | None:
 class MosquittoBroker:
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        port: int | None = None,
+        *,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """`tls=(ca, cert, key)` adds a TLS listener on `tls_port` that requires a client
+        certificate signed by `ca`; the plain listener on `port` stays."""
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerUnavailable("mosquitto is not installed (apt-get install mosquitto)")
@@ -45,8 +53,22 @@ class MosquittoBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf = self.workdir / f"mosquitto-{self.port}.conf"
         self.log = self.workdir / f"mosquitto-{self.port}.log"
+        self.tls_port = free_port() if tls else None
+        tls_conf = ""
+        if tls:
+            ca, cert, key = tls
+            tls_conf = (
+                f"listener {self.tls_port} {self.host}\n"
+                f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+                "require_certificate true\n"
+            )
         self.conf.write_text(
+            # mosquitto started as root drops to its own user, which cannot read our
+            # temporary files; stay whoever started it.
+            f"user {getpass.getuser()}\n"
+            "per_listener_settings false\n"
             f"listener {self.port} {self.host}\n"
+            + tls_conf +
             "allow_anonymous true\n"
             # Persistent sessions survive a restart of the broker, as on a real platform.
             "persistence true\n"
@@ -58,9 +80,6 @@ class MosquittoBroker:
             "message_size_limit 0\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
-            # Started as root, mosquitto drops to user `mosquitto`, which cannot write the
-            # persistence file (sessions would not survive a restart) or the log here.
-            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

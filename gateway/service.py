@@ -21,7 +21,8 @@ from drivers.base import DriverContext
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.health import DeviceHealth
-from gateway.model import AlertTransition, Instant, Observation, isoformat
+from gateway.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
+from gateway.model import AlertTransition, Instant, Observation, Priority, isoformat
 from gateway.registry import BUS_TYPES, PROTOCOLS, load_plugins
 from gateway.store import Store
 from gateway.supervisor import Supervisor
@@ -34,6 +35,7 @@ log = logging.getLogger("hearthgate.service")
 
 STATE_SAVE_INTERVAL = 300.0  # rule and device state between alert commits (SD-card wear)
 LIVE_DEVICES_INTERVAL = 5.0  # the runtime-dir snapshot that `hearthgate devices` reads
+METRICS_INTERVAL = 15.0  # outbox depth query and textfile refresh
 MAX_BATCH = 2000  # observations per pass of the rules loop
 
 
@@ -62,6 +64,8 @@ class Gateway:
         self.batcher = TelemetryBatcher(self.tz)
         self.counts: Counter[str] = Counter()
         self.alert_counts: Counter[tuple[str, str]] = Counter()
+        self.metrics = GatewayMetrics()
+        self.metrics.registry.add_collect_hook(self._collect_metrics)
         self.ready = asyncio.Event()
         self.store: Store | None = None
         self.uplink: Uplink | None = None
@@ -140,6 +144,11 @@ class Gateway:
         return tasks
 
     def _start_extras(self, sup: Supervisor) -> None:
+        g = self.config.gateway
+        if g.metrics_listen:
+            host, port = parse_listen(g.metrics_listen)
+            sup.start("metrics-http", lambda: serve_metrics(self.metrics.registry, host, port))
+        sup.start("metrics", self._metrics_loop)
         if os.environ.get("NOTIFY_SOCKET"):
             from gateway.sdnotify import SystemdNotifier
 
@@ -147,6 +156,36 @@ class Gateway:
             self._notifier = notifier
             if notifier.watchdog_interval():
                 sup.start("watchdog", lambda: notifier.watchdog_loop(self._healthy))
+
+    def _collect_metrics(self) -> None:
+        """Copy the tallies the parts keep anyway; called when metrics are read."""
+        m = self.metrics
+        m.observations.mirror({(k,): v for k, v in self.counts.items()})
+        m.frame_errors.mirror(self.ctx.errors)
+        m.alerts.mirror(self.alert_counts)
+        if self.supervisor is not None:
+            m.driver_restarts.mirror({(k,): v for k, v in self.supervisor.restarts.items()})
+        if self.uplink is not None:
+            m.uplink_connected.set(1 if self.uplink.stats.connected else 0)
+            m.uplink_published.mirror({(k,): v for k, v in self.uplink.stats.published.items()})
+        if self.store is not None:
+            m.telemetry_dropped.mirror({(): self.store.telemetry_dropped})
+        m.devices_online.set(self.health.online_count(self.clock.now()))
+
+    async def _metrics_loop(self) -> None:
+        names = {Priority.URGENT: "urgent", Priority.ALERT: "alert",
+                 Priority.TELEMETRY: "telemetry"}
+        textfile = self.config.gateway.metrics_textfile
+        while True:
+            if self.store is not None:
+                for priority, depth in (await self.store.depth()).items():
+                    self.metrics.outbox_depth.set(depth, priority=names[priority])
+            if textfile is not None:
+                try:
+                    await asyncio.to_thread(write_textfile, self.metrics.registry, textfile)
+                except OSError as exc:
+                    log.warning("cannot write metrics to %s: %s", textfile, exc)
+            await asyncio.sleep(METRICS_INTERVAL)
 
     def _healthy(self) -> bool:
         sup = self.supervisor

@@ -182,3 +182,30 @@ class GatewayProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+async def wait_started(
+    gw: GatewayProcess, platform: PlatformSubscriber, prefix: str, buses: tuple[str, ...] = (),
+    timeout: float = 20.0,
+) -> None:
+    """Start `gw` and wait until `prefix/status` says online and each named bus connected."""
+    gw.start()
+    await platform.wait_json(f"{prefix}/status", lambda b: b.get("state") == "online",
+                             timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while not all(f"bus {b} connected" in gw.log_text() for b in buses):
+        if gw.proc is None or gw.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited:\n{gw.log_text()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"buses {buses} not connected:\n{gw.log_text()}")
+        await asyncio.sleep(0.05)
+
+
+async def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway ARGS` (the `hearthgate` command), without blocking the loop."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", *args], capture_output=True,
+        text=True, env=env, timeout=timeout, cwd=str(REPO),
+    )

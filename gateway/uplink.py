@@ -166,11 +166,13 @@ class Uplink:
     async def run(self) -> None:
         """Connect, deliver, and reconnect with backoff and jitter, until cancelled."""
         delay = RECONNECT_MIN
+        last_reason = ""
         while True:
             try:
                 async with self._make_client() as client:
                     self._client = client
                     delay = RECONNECT_MIN
+                    last_reason = ""
                     await self._connected_session(client)
             except (aiomqtt.MqttError, OSError, TimeoutError, ExceptionGroup) as caught:
                 # A lost connection inside the session's TaskGroup arrives as an
@@ -178,12 +180,16 @@ class Uplink:
                 exc = connection_failure(caught)
                 if exc is None:
                     raise
+                reason = str(exc) or type(exc).__name__
                 if self.stats.connected:
-                    log.warning("uplink lost: %s", exc)
-                elif isinstance(exc, aiomqtt.MqttError):
-                    log.debug("uplink connect failed: %s", exc)
+                    log.warning("uplink lost: %s", reason)
+                elif reason != last_reason:
+                    # Say why once (a wrong CA, a refused password); retries stay quiet.
+                    log.warning("uplink cannot connect to %s:%s: %s", self.config.uplink.host,
+                                self.config.uplink.effective_port, reason)
                 else:
-                    log.warning("uplink error: %s", exc)
+                    log.debug("uplink connect failed again: %s", reason)
+                last_reason = reason
             finally:
                 self._client = None
                 await self._on_disconnect()

@@ -15,15 +15,19 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity
+from gateway.model import Instant, Observation, Severity, isoformat
 from gateway.registry import Options
+from rules.site_state import DeviceHealth, Presence, SiteState
 
 
 class RuleOptions(Options):
     """Keys every rule accepts; a rule's own model subclasses this."""
 
     severity: Severity | None = None
+    # How long an unacknowledged alert waits before it is published again as
+    # `escalated`; 0 turns escalation off for this rule. Default: per severity.
     escalate_after: Duration | None = None
+    # After an alert of this rule clears, a new one for the same condition waits this long.
     cooldown: Duration | None = None
     # Limit the rule to these device ids of its site (default: every suitable device).
     devices: tuple[str, ...] | None = None
@@ -34,6 +38,8 @@ class SiteDevice:
     id: str
     kind: str
     protocol: str
+    offline_after: float | None = None  # the device's own `offline_after`, if set
+    name: str | None = None  # what installers called it ("Bathroom pull-cord")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +51,20 @@ class RuleSite:
     timezone: ZoneInfo
     language: str  # "zh" | "en"
     devices: tuple[SiteDevice, ...] = ()
+    # Shared by the site's rules and owned by the engine (presence, device health).
+    state: SiteState = field(
+        default_factory=lambda: SiteState(Presence(False), DeviceHealth({})), compare=False
+    )
 
     def devices_of(self, *kinds: str) -> tuple[SiteDevice, ...]:
         return tuple(d for d in self.devices if d.kind in kinds)
+
+    def label(self, device_id: str) -> str:
+        """A device as a care worker reads it: its name and id, or the id."""
+        for d in self.devices:
+            if d.id == device_id and d.name:
+                return f"{d.name} ({device_id})"
+        return device_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +89,7 @@ Signal = Raise | Clear
 class Rule(ABC):
     type_name: ClassVar[str]
     default_severity: ClassVar[Severity] = Severity.MEDIUM
+    default_cooldown: ClassVar[float] = 0.0
     # sos/fall: only a person can clear them, by acknowledging on the platform.
     clear_on_ack: ClassVar[bool] = False
 
@@ -83,6 +101,19 @@ class Rule(ABC):
     def severity(self) -> Severity:
         return self.options.severity or self.default_severity
 
+    @property
+    def cooldown(self) -> float:
+        c = self.options.cooldown
+        return self.default_cooldown if c is None else c
+
+    def local(self, now: Instant) -> str:
+        """`now` as ISO 8601 with the site's offset (for details)."""
+        return isoformat(now.wall, self.site.timezone)
+
+    def watched(self, *kinds: str) -> tuple[str, ...]:
+        """Ids of the site's devices of these kinds that this rule reads."""
+        return tuple(d.id for d in self.site.devices_of(*kinds) if self.watches(d.id))
+
     def t(self, zh: str, en: str) -> str:
         """The alert message in the gateway's language."""
         return zh if self.site.language == "zh" else en
@@ -92,6 +123,10 @@ class Rule(ABC):
 
     @abstractmethod
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]: ...
+
+    def start(self, now: Instant) -> None:
+        """Called once before the first observation or tick when nothing was restored."""
+        return None
 
     def on_tick(self, now: Instant) -> list[Signal]:
         return []
@@ -105,5 +140,29 @@ class Rule(ABC):
         return {}
 
     def restore(self, state: dict[str, Any], saved_at: Instant, now: Instant) -> None:
-        """Rebuild state saved at `saved_at` (an earlier boot's clocks) as of `now`."""
+        """Rebuild state saved at `saved_at` as of `now`.
+
+        `saved_at.mono` is the moment of the save translated into *this* boot's
+        monotonic clock (the engine applies its downtime policy), so a rule stores
+        ages (`now.mono - t`) and restores `saved_at.mono - age`.
+        """
         return None
+
+
+def ago(t: float | None, now: Instant) -> float | None:
+    """A monotonic moment as an age, for snapshots (monotonic clocks restart at boot)."""
+    return None if t is None else now.mono - t
+
+
+def back(age: Any, saved_at: Instant) -> float | None:
+    """An age from a snapshot as a monotonic moment of this boot."""
+    return None if age is None else saved_at.mono - float(age)
+
+
+def span_text(rule: Rule, seconds: float) -> str:
+    """A window for a message: `12 小时` / `12 h`, `30 分钟` / `30 min`, `3 天` / `3 days`."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return rule.t(f"{seconds / 86400:g} 天", f"{seconds / 86400:g} days")
+    if seconds >= 3600:
+        return rule.t(f"{seconds / 3600:g} 小时", f"{seconds / 3600:g} h")
+    return rule.t(f"{seconds / 60:g} 分钟", f"{seconds / 60:g} min")

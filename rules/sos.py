@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.durations import Duration
 from gateway.model import Instant, Observation, Severity, isoformat
 from gateway.registry import RuleSpec, register_rule
-from rules.base import Raise, Rule, RuleOptions, Signal
+from rules.base import Raise, Rule, RuleOptions, RuleSite, Signal
 
 
 class SosOptions(RuleOptions):
-    pass
+    # Presses this close to the previous one are the radio repeating it (or a worried
+    # hand pressing again): part of the same call, even after it was acknowledged.
+    repeat_window: Duration = 10.0
 
 
 class SosRule(Rule):
@@ -22,10 +25,21 @@ class SosRule(Rule):
     metric: ClassVar[str] = "sos"
     default_severity = Severity.CRITICAL
     clear_on_ack = True
+    options: SosOptions
+
+    def __init__(self, site: RuleSite, options: SosOptions) -> None:
+        super().__init__(site, options)
+        self.last_press: float | None = None
 
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         if obs.metric != self.metric or obs.value is not True:
             return []
+        # The window is anchored on the press that began the call, not the latest one:
+        # someone pressing again and again must raise a new alert once the window has
+        # passed and the first was acknowledged, however short the gaps between presses.
+        if self.last_press is not None and now.mono - self.last_press < self.options.repeat_window:
+            return []
+        self.last_press = now.mono
         details = {"pressed_at": isoformat(obs.at.wall, self.site.timezone)}
         if "action" in obs.attrs:
             details["action"] = obs.attrs["action"]

@@ -6,11 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gateway.clock import SimulatedClock
 from gateway.local_broker import MosquittoBroker
 
 REPO = Path(__file__).resolve().parent.parent
+
+# These machines are shared and noisy: no per-example deadlines, no "too slow" failures.
+settings.register_profile(
+    "hearthgate", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("hearthgate")
 
 
 @pytest.fixture

@@ -11,110 +11,14 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import REPO, GatewayProcess, PlatformSubscriber
+from gateway.testkit import PlatformSubscriber, run_cli
 
 GW = "gw-test-0001"
 P = f"hearthgate/{GW}"
 SITES = ("room-301", "room-302", "room-303")
-
-
-def write_config(tmp: Path, platform: MosquittoBroker, local: MosquittoBroker) -> Path:
-    devices = "\n".join(
-        f"  - {{id: sos-{s[-3:]}, site: {s}, kind: sos_button, protocol: zigbee2mqtt,"
-        f" bus: zigbee, topic: zigbee2mqtt/sos_{s[-3:]}, model: TS0215A_sos}}"
-        for s in SITES
-    )
-    sites = "\n".join(
-        f"  - {{id: {s}, resident: r-{s[-3:]}, rules: [{{type: sos}}]}}" for s in SITES
-    )
-    path = tmp / "config.yaml"
-    path.write_text(
-        f"""gateway:
-  id: {GW}
-  timezone: Asia/Shanghai
-  data_dir: {tmp / "data"}
-  language: en
-uplink:
-  host: 127.0.0.1
-  port: {platform.port}
-  topic_prefix: hearthgate
-  keepalive: 5s
-  telemetry_interval: 1s
-buses:
-  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {local.port}}}
-devices:
-{devices}
-sites:
-{sites}
-"""
-    )
-    return path
-
-
-@pytest.fixture
-def local_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """The home's own broker that zigbee2mqtt publishes to."""
-    b = MosquittoBroker(tmp_path / "local-broker").start()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def config(tmp_path: Path, broker: MosquittoBroker, local_broker: MosquittoBroker) -> Path:
-    return write_config(tmp_path, broker, local_broker)
-
-
-@pytest.fixture
-async def platform(broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
-    async with PlatformSubscriber(
-        broker.host, broker.port, (f"{P}/#",), identifier="platform-test"
-    ) as sub:
-        yield sub
-
-
-@pytest.fixture
-async def zigbee(local_broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
-    """A zigbee2mqtt stand-in publishing on the home's broker."""
-    async with PlatformSubscriber(local_broker.host, local_broker.port, ("none/#",)) as pub:
-        yield pub
-
-
-@pytest.fixture
-def gateway(config: Path) -> Iterator[GatewayProcess]:
-    proc = GatewayProcess(config)
-    try:
-        yield proc
-    finally:
-        proc.close()
-
-
-async def started(gw: GatewayProcess, platform: PlatformSubscriber) -> None:
-    """Start the gateway and wait until it is online and listening to its devices."""
-    gw.start()
-    await platform.wait_json(f"{P}/status", lambda b: b["state"] == "online", timeout=20)
-    deadline = time.monotonic() + 20
-    while "bus zigbee connected" not in gw.log_text():
-        assert gw.proc is not None and gw.proc.poll() is None, gw.log_text()
-        assert time.monotonic() < deadline, gw.log_text()
-        await asyncio.sleep(0.05)
-
-
-async def press_sos(zigbee: PlatformSubscriber, site: str = "room-301") -> None:
-    await zigbee.publish(
-        f"zigbee2mqtt/sos_{site[-3:]}",
-        {"action": "emergency", "battery": 80, "voltage": 2900, "linkquality": 102},
-    )
 
 
 def outbox_alerts(tmp: Path) -> list[dict]:
@@ -131,9 +35,9 @@ def raised(body: dict) -> bool:
     return body["type"] == "sos" and body["state"] == "raised"
 
 
-async def test_sos_press_arrives_as_contract_alert(gateway, platform, zigbee):
-    await started(gateway, platform)
-    await press_sos(zigbee)
+async def test_sos_press_arrives_as_contract_alert(gateway, platform, started, press_sos):
+    await started(gateway)
+    await press_sos()
     [alert] = await platform.wait_json(f"{P}/alerts", raised)
     assert alert["schema"] == "hearthgate.alert/1"
     assert alert["severity"] == "critical"
@@ -151,16 +55,18 @@ async def test_sos_press_arrives_as_contract_alert(gateway, platform, zigbee):
     }
     assert contract_fields <= alert.keys()
     # The radio (or zigbee2mqtt) repeating the press is still one alert.
-    await press_sos(zigbee)
+    await press_sos()
     await asyncio.sleep(1.0)
     assert len([m for m in platform.on(f"{P}/alerts") if raised(m.json())]) == 1
 
 
-async def test_presses_during_uplink_outage_all_arrive(gateway, platform, zigbee, broker, tmp_path):
-    await started(gateway, platform)
+async def test_presses_during_uplink_outage_all_arrive(
+    gateway, platform, started, press_sos, broker, tmp_path
+):
+    await started(gateway)
     broker.stop()
     for site in SITES:
-        await press_sos(zigbee, site)
+        await press_sos(site)
     deadline = time.monotonic() + 15
     while len(outbox_alerts(tmp_path)) < len(SITES):
         assert time.monotonic() < deadline, gateway.log_text()
@@ -177,14 +83,14 @@ async def test_presses_during_uplink_outage_all_arrive(gateway, platform, zigbee
 
 
 async def test_sigkill_between_commit_and_puback_resends_same_event(
-    gateway, platform, zigbee, broker, tmp_path
+    gateway, platform, started, press_sos, broker, tmp_path
 ):
-    await started(gateway, platform)
+    await started(gateway)
     assert broker.proc is not None
     # The broker hangs: the PUBLISH goes out but no PUBACK can come back.
     os.kill(broker.proc.pid, signal.SIGSTOP)
     try:
-        await press_sos(zigbee)
+        await press_sos()
         deadline = time.monotonic() + 15
         while not outbox_alerts(tmp_path):
             assert time.monotonic() < deadline, gateway.log_text()
@@ -204,17 +110,11 @@ async def test_sigkill_between_commit_and_puback_resends_same_event(
         await asyncio.sleep(0.1)
 
 
-def hearthgate(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env,
-        timeout=60, cwd=REPO,
-    )
-
-
-async def test_ack_clears_sos_and_bad_commands_get_errors(gateway, platform, zigbee, config):
-    await started(gateway, platform)
-    await press_sos(zigbee)
+async def test_ack_clears_sos_and_bad_commands_get_errors(
+    gateway, platform, started, press_sos, config
+):
+    await started(gateway)
+    await press_sos()
     [alert] = await platform.wait_json(f"{P}/alerts", raised)
     bad = [
         ("ack", b"not json"),
@@ -242,17 +142,19 @@ async def test_ack_clears_sos_and_bad_commands_get_errors(gateway, platform, zig
     [pong] = await platform.wait_json(f"{P}/cmd/result", lambda b: b.get("id") == "p-1")
     assert pong["ok"] is True and pong["error"] is None
 
-    listing = hearthgate("alerts", "-c", str(config))
+    listing = await run_cli("alerts", "-c", str(config))
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if alert["alert_id"] in line)
     assert "cleared" in row and "worker-17" in row
-    as_json = hearthgate("alerts", "-c", str(config), "--json")
+    as_json = await run_cli("alerts", "-c", str(config), "--json")
     [entry] = [json.loads(x) for x in as_json.stdout.splitlines()]
     assert entry["acked_by"] == "worker-17" and entry["state"] == "cleared"
 
 
-async def test_status_online_then_offline_on_clean_stop_and_on_kill(gateway, platform, broker):
-    await started(gateway, platform)
+async def test_status_online_then_offline_on_clean_stop_and_on_kill(
+    gateway, platform, broker, started
+):
+    await started(gateway)
     assert gateway.stop() == 0
     [offline] = await platform.wait_json(f"{P}/status", lambda b: b["state"] == "offline")
     assert offline["schema"] == "hearthgate.status/1" and offline["version"]
@@ -262,6 +164,6 @@ async def test_status_online_then_offline_on_clean_stop_and_on_kill(gateway, pla
         assert m.retain and m.json()["state"] == "offline"
 
     platform.messages.clear()
-    await started(gateway, platform)
+    await started(gateway)
     gateway.kill()  # no chance to say goodbye: the Last Will speaks for it
     await platform.wait_json(f"{P}/status", lambda b: b["state"] == "offline")

@@ -1,0 +1,213 @@
+"""Device health rules: `device_offline`, `battery_low`, `tamper`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from gateway.durations import Duration
+from gateway.model import Instant, Observation, Severity, isoformat
+from gateway.registry import RuleSpec, register_rule
+from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, Signal, span_text
+
+# Silence after which a device of this kind counts as offline, when neither the device's
+# `offline_after` nor the site's `device_offline.after` says otherwise. Polled meters
+# answer every few minutes; Zigbee sensors report at least hourly; a 433 MHz button
+# sends nothing until pressed (None: only the driver's `alive: false` counts).
+KIND_OFFLINE_AFTER: dict[str, float | None] = {
+    "water_meter": 30 * 60.0,
+    "power_meter": 30 * 60.0,
+    "access_controller": 30 * 60.0,
+    "motion_sensor": 2 * 3600.0,
+    "door_contact": 2 * 3600.0,
+    "sos_button": None,
+}
+DEFAULT_OFFLINE_AFTER = 2 * 3600.0
+# Radio buttons and wired pins say nothing until something happens: silence is normal.
+NO_HEARTBEAT_PROTOCOLS = frozenset({"rflink", "gpio"})
+
+
+class DeviceOfflineOptions(RuleOptions):
+    # Silence that makes a device offline; unset: the device's `offline_after`, else a
+    # default for its kind (meters 30m, sensors 2h).
+    after: Duration | None = Field(default=None, gt=0)
+
+
+class DeviceOfflineRule(Rule):
+    type_name: ClassVar[str] = "device_offline"
+    default_severity = Severity.MEDIUM
+    default_cooldown = 10 * 60.0
+    options: DeviceOfflineOptions
+
+    def __init__(self, site: RuleSite, options: DeviceOfflineOptions) -> None:
+        super().__init__(site, options)
+        self.watched_ids = tuple(d.id for d in site.devices if self.watches(d.id))
+        self.raised: set[str] = set()
+
+    def _raise(self, device_id: str, reason: str, now: Instant) -> Raise:
+        health = self.site.state.health
+        thr = health.thresholds.get(device_id)
+        details: dict[str, Any] = {"reason": reason, "last_seen_at": None}
+        seen = health.last_seen_wall.get(device_id)
+        if seen:
+            details["last_seen_at"] = isoformat(datetime.fromisoformat(seen), self.site.timezone)
+        if thr is not None:
+            details["after_s"] = int(thr)
+        label = self.site.label(device_id)
+        text = (
+            self.t(f"设备无法连接：{label}", f"Device unreachable: {label}")
+            if reason == "unreachable"
+            else self.t(
+                f"设备离线：{label}（{span_text(self, thr or 0)}无数据）",
+                f"Device offline: {label} (silent for {span_text(self, thr or 0)})",
+            )
+        )
+        self.raised.add(device_id)
+        return Raise(device_id, text, (device_id,), details)
+
+    def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        d = obs.device_id
+        if d not in self.watched_ids:
+            return []
+        if obs.metric == "alive" and obs.value is False:
+            return [] if d in self.raised else [self._raise(d, "unreachable", now)]
+        if d in self.raised:
+            self.raised.discard(d)
+            return [Clear(d, {"back_at": self.local(now)})]
+        return []
+
+    def on_tick(self, now: Instant) -> list[Signal]:
+        out: list[Signal] = []
+        health = self.site.state.health
+        for d in self.watched_ids:
+            if d in self.raised:
+                continue
+            off = health.offline_at(d)
+            if off is not None and off <= now.mono:
+                out.append(self._raise(d, "silent" if health.alive.get(d, True) else
+                                       "unreachable", now))
+        return out
+
+    def next_deadline(self) -> float | None:
+        health = self.site.state.health
+        best: float | None = None
+        for d in self.watched_ids:
+            if d in self.raised:
+                continue
+            off = health.offline_at(d)
+            if off is not None and (best is None or off < best):
+                best = off
+        return best
+
+    def snapshot(self, now: Instant) -> dict[str, Any]:
+        return {"raised": sorted(self.raised)}
+
+    def restore(self, state: dict[str, Any], saved_at: Instant, now: Instant) -> None:
+        self.raised = set(state.get("raised", [])) & set(self.watched_ids)
+
+
+class BatteryLowOptions(RuleOptions):
+    below: float = Field(default=15.0, gt=0, le=100)
+    # Clears only at `below + hysteresis` %, so a battery hovering at the line does not flap.
+    hysteresis: float = Field(default=5.0, ge=0, le=50)
+
+
+class BatteryLowRule(Rule):
+    type_name: ClassVar[str] = "battery_low"
+    default_severity = Severity.LOW
+    options: BatteryLowOptions
+
+    def __init__(self, site: RuleSite, options: BatteryLowOptions) -> None:
+        super().__init__(site, options)
+        self.raised: set[str] = set()
+
+    def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        d = obs.device_id
+        low: bool | None = None
+        pct: float | None = None
+        if obs.metric == "battery_pct" and not isinstance(obs.value, bool | str):
+            pct = float(obs.value)
+            if pct < self.options.below:
+                low = True
+            elif pct >= self.options.below + self.options.hysteresis:
+                low = False
+        elif obs.metric == "battery_low" and isinstance(obs.value, bool):
+            low = obs.value
+        if low is True and d not in self.raised:
+            self.raised.add(d)
+            label = self.site.label(d)
+            text = (
+                self.t(f"电池电量低：{label}（{pct:g}%）", f"Battery low: {label} ({pct:g} %)")
+                if pct is not None
+                else self.t(f"电池电量低：{label}", f"Battery low: {label}")
+            )
+            return [Raise(d, text, (d,), {"battery_pct": pct, "below": self.options.below})]
+        if low is False and d in self.raised:
+            self.raised.discard(d)
+            return [Clear(d, {"battery_pct": pct})]
+        return []
+
+    def snapshot(self, now: Instant) -> dict[str, Any]:
+        return {"raised": sorted(self.raised)}
+
+    def restore(self, state: dict[str, Any], saved_at: Instant, now: Instant) -> None:
+        self.raised = set(state.get("raised", []))
+
+
+class TamperOptions(RuleOptions):
+    pass
+
+
+class TamperRule(Rule):
+    type_name: ClassVar[str] = "tamper"
+    default_severity = Severity.MEDIUM
+    options: TamperOptions
+
+    def __init__(self, site: RuleSite, options: TamperOptions) -> None:
+        super().__init__(site, options)
+        self.raised: set[str] = set()
+
+    def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
+        if obs.metric != "tamper" or not isinstance(obs.value, bool):
+            return []
+        d = obs.device_id
+        if obs.value and d not in self.raised:
+            self.raised.add(d)
+            return [
+                Raise(
+                    d,
+                    self.t(f"设备被拆动：{self.site.label(d)}",
+                           f"Device tampered with: {self.site.label(d)}"),
+                    (d,),
+                    {"at": self.local(now)},
+                )
+            ]
+        if not obs.value and d in self.raised:
+            self.raised.discard(d)
+            return [Clear(d)]
+        return []
+
+    def snapshot(self, now: Instant) -> dict[str, Any]:
+        return {"raised": sorted(self.raised)}
+
+    def restore(self, state: dict[str, Any], saved_at: Instant, now: Instant) -> None:
+        self.raised = set(state.get("raised", []))
+
+
+register_rule(
+    RuleSpec(
+        "device_offline", DeviceOfflineOptions, DeviceOfflineRule,
+        description="a device of the site is silent longer than `after` or unreachable",
+    )
+)
+register_rule(
+    RuleSpec(
+        "battery_low", BatteryLowOptions, BatteryLowRule,
+        description="battery below `below` % (clears at `below + hysteresis`)",
+    )
+)
+register_rule(
+    RuleSpec("tamper", TamperOptions, TamperRule, description="a device reports tamper")
+)
