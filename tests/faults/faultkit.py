@@ -36,8 +36,12 @@ def site_ids(n: int) -> list[str]:
 def write_config(
     tmp: Path, platform: MosquittoBroker, local: MosquittoBroker, sites: Iterable[str],
     *, data_dir: Path | None = None, extra_devices: str = "", extra_buses: str = "",
-    sos_options: str = "", log_level: str = "info",
+    sos_options: str = ", repeat_window: 0s", log_level: str = "info",
 ) -> Path:
+    """A gateway with one SOS button and one `sos` rule per site. The rule's repeat window is
+    off by default: the tests press a site again as soon as its alert is cleared, and what
+    keeps a second alert from being raised while one is open must then be the engine's own
+    (restored) state, not the window."""
     sites = list(sites)
     devices = "\n".join(
         f"  - {{id: sos-{s[5:]}, site: {s}, kind: sos_button, protocol: zigbee2mqtt,"
