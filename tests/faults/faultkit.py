@@ -37,6 +37,7 @@ def write_config(
     tmp: Path, platform: MosquittoBroker, local: MosquittoBroker, sites: Iterable[str],
     *, data_dir: Path | None = None, extra_devices: str = "", extra_buses: str = "",
     sos_options: str = ", repeat_window: 0s", log_level: str = "info",
+    site_rules: dict[str, str] | None = None,
 ) -> Path:
     """A gateway with one SOS button and one `sos` rule per site. The rule's repeat window is
     off by default: the tests press a site again as soon as its alert is cleared, and what
@@ -49,7 +50,8 @@ def write_config(
         for s in sites
     )
     site_lines = "\n".join(
-        f"  - {{id: {s}, resident: r-{s[5:]}, rules: [{{type: sos{sos_options}}}]}}"
+        f"  - {{id: {s}, resident: r-{s[5:]}, rules: [{{type: sos{sos_options}}}"
+        f"{', ' + (site_rules or {})[s] if s in (site_rules or {}) else ''}]}}"
         for s in sites
     )
     path = tmp / "config.yaml"
