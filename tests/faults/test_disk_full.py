@@ -133,6 +133,7 @@ async def test_disk_full_keeps_alerting_and_recovers(
         assert any(r.levelno >= logging.CRITICAL and "STORAGE FAILURE" in r.getMessage()
                    for r in caplog.records)
         assert store.degraded and store.deferred_writes >= 1
+        assert "hearthgate_store_degraded 1" in gw.gateway.metrics.registry.render()
 
         # Still alerting, from memory: an SOS raised now is delivered...
         held_site = sites[pressed]
@@ -164,6 +165,7 @@ async def test_disk_full_keeps_alerting_and_recovers(
         await wait_until(lambda: not store.degraded, 30, "the store to recover")
         recovered_after = time.monotonic() - t_free
         assert any("storage writable again" in r.getMessage() for r in caplog.records)
+        assert "hearthgate_store_degraded 0" in gw.gateway.metrics.registry.render()
         await wait_until(
             lambda: not db_rows(disk.data_dir, "SELECT 1 FROM outbox WHERE kind='alert'"),
             20, "the outbox to drain",
