@@ -429,6 +429,9 @@ class Store:
                         (item.seq, int(item.priority), item.event_id, item.payload),
                     )
                 await _upsert_alert(db, t, int(unsent))
+            # Numbers handed out while held are used up even if those transitions were
+            # delivered from memory: the uplink's cursor has passed them.
+            await _reserve_seq(db, items[-1][1].seq)
             if engine_state is not None:
                 await _put_kv(db, "engine", engine_state)
 
@@ -588,6 +591,14 @@ class Store:
         async with self._reader.execute("SELECT value FROM kv WHERE key=?", (key,)) as cur:
             row = await cur.fetchone()
         return json.loads(row[0]) if row else None
+
+
+async def _reserve_seq(db: aiosqlite.Connection, seq: int) -> None:
+    cur = await db.execute(
+        "UPDATE sqlite_sequence SET seq=MAX(seq, ?) WHERE name='outbox'", (seq,)
+    )
+    if not cur.rowcount:
+        await db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('outbox', ?)", (seq,))
 
 
 async def _upsert_alert(db: aiosqlite.Connection, t: AlertTransition, pending: int) -> None:
