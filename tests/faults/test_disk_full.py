@@ -175,6 +175,11 @@ async def test_disk_full_keeps_alerting_and_recovers(
         assert states[during["alert_id"]] == "raised"
         acked = dict(db_rows(disk.data_dir, "SELECT alert_id, acked_by FROM alerts"))
         assert acked[held["alert_id"]] == "w-9"
+        # A new alert after recovery, in the same uplink session, is numbered after the ones
+        # that were held (the uplink's cursor has passed those) and arrives.
+        after_site = sites[pressed + 2]
+        await press_sos(zigbee, after_site)
+        await platform.wait_json(ALERTS, lambda b: b["site_id"] == after_site, timeout=20)
         assert gw.running
         telemetry_dropped = store.telemetry_dropped
 
