@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -184,15 +185,26 @@ class InProcessGateway:
         self.gateway = Gateway(load_config(config_path), **kwargs)
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.log_lines: list[str] = []
+        self._log_handler = _ListHandler(self.log_lines)
+        self._old_level = logging.NOTSET
 
     async def __aenter__(self) -> InProcessGateway:
+        logger = logging.getLogger("hearthgate")
+        self._old_level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(self._log_handler)
         self.task = asyncio.create_task(self.gateway.run(self.stop_event))
-        ready = asyncio.create_task(self.gateway.ready.wait())
-        await asyncio.wait({self.task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        # Up when the uplink is connected and the zigbee bus listens (presses would be lost).
+        up = ("uplink connected", "bus zigbee connected")
+        await wait_until(
+            lambda: self.task.done() or all(  # type: ignore[union-attr]
+                any(u in line for line in self.log_lines) for u in up),
+            20, "the gateway to come up", lambda: "\n".join(self.log_lines),
+        )
         if self.task.done():
-            ready.cancel()
             self.task.result()
-        assert ready.done(), "the gateway did not get ready"
         return self
 
     @property
@@ -207,6 +219,18 @@ class InProcessGateway:
         except TimeoutError:
             self.task.cancel()
             raise
+        finally:
+            logging.getLogger("hearthgate").removeHandler(self._log_handler)
+            logging.getLogger("hearthgate").setLevel(self._old_level)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def load_plugins_first() -> None:
