@@ -108,16 +108,18 @@ class StoreClosed(RuntimeError):
 
 
 def storage_failure(exc: BaseException) -> bool:
-    """Whether a write failed for lack of room or a failing disk (not a bug in our SQL)."""
+    """Whether a write failed for lack of room, a failing disk or a database locked by someone
+    else for longer than busy_timeout (not a bug in our SQL): such writes are held and
+    retried, never a reason to stop alerting."""
     if isinstance(exc, OSError):
         return True
     if isinstance(exc, sqlite3.DatabaseError):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None:
             # Extended I/O error codes keep SQLITE_IOERR in their low byte.
-            return code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+            return code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY)
         text = str(exc).lower()
-        return "disk is full" in text or "disk i/o error" in text
+        return any(t in text for t in ("disk is full", "disk i/o error", "database is locked"))
     return False
 
 
