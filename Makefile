@@ -31,6 +31,11 @@ test: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# The fault-injection suite: the CI profile (also part of `make test`) and the long one.
+faults: system-deps $(STAMP)
+	$(PY) -m pytest -q tests/faults
+	$(PY) -m pytest -q -m slow tests/faults
+
 # On the Raspberry Pi: a system user, a venv under /opt, /etc/hearthgate, udev rules and the
 # systemd unit (systemd/install.sh; INSTALL_ARGS=--dry-run lists what it would change).
 install:

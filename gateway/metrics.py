@@ -213,6 +213,12 @@ class GatewayMetrics:
         self.telemetry_dropped = r.counter(
             "hearthgate_telemetry_dropped_total",
             "Telemetry readings dropped because the buffer was full (alerts are never dropped).")
+        self.store_degraded = r.gauge(
+            "hearthgate_store_degraded",
+            "1 while the disk takes no writes (alerts held in memory, telemetry dropped).")
+        self.alerts_held = r.gauge(
+            "hearthgate_alerts_held",
+            "Alert transitions accepted while the disk was full and not yet written to it.")
         self.driver_restarts = r.counter(
             "hearthgate_driver_restarts_total",
             "Supervised tasks (buses, drivers) restarted after a crash.", ["task"])

@@ -184,6 +184,8 @@ class Gateway:
             m.uplink_published.mirror({(k,): v for k, v in self.uplink.stats.published.items()})
         if self.store is not None:
             m.telemetry_dropped.mirror({(): self.store.telemetry_dropped})
+            m.store_degraded.set(1 if self.store.degraded else 0)
+            m.alerts_held.set(self.store.held_alerts)
         m.devices_online.set(self.health.online_count(self.clock.now()))
 
     async def _metrics_loop(self) -> None:

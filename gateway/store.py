@@ -109,16 +109,18 @@ class StoreClosed(RuntimeError):
 
 
 def storage_failure(exc: BaseException) -> bool:
-    """Whether a write failed for lack of room or a failing disk (not a bug in our SQL)."""
+    """Whether a write failed for lack of room, a failing disk or a database locked by someone
+    else for longer than busy_timeout (not a bug in our SQL): such writes are held and
+    retried, never a reason to stop alerting."""
     if isinstance(exc, OSError):
         return True
     if isinstance(exc, sqlite3.DatabaseError):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None:
             # Extended I/O error codes keep SQLITE_IOERR in their low byte.
-            return code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+            return code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY)
         text = str(exc).lower()
-        return "disk is full" in text or "disk i/o error" in text
+        return any(t in text for t in ("disk is full", "disk i/o error", "database is locked"))
     return False
 
 
@@ -472,6 +474,9 @@ class Store:
                         (item.seq, int(item.priority), item.event_id, item.payload),
                     )
                 await _upsert_alert(db, t, int(unsent))
+            # Numbers handed out while held are used up even if those transitions were
+            # delivered from memory: the uplink's cursor has passed them.
+            await _reserve_seq(db, items[-1][1].seq)
             if engine_state is not None:
                 await _put_kv(db, "engine", engine_state)
 
@@ -633,6 +638,14 @@ class Store:
         async with self._reader.execute("SELECT value FROM kv WHERE key=?", (key,)) as cur:
             row = await cur.fetchone()
         return json.loads(row[0]) if row else None
+
+
+async def _reserve_seq(db: aiosqlite.Connection, seq: int) -> None:
+    cur = await db.execute(
+        "UPDATE sqlite_sequence SET seq=MAX(seq, ?) WHERE name='outbox'", (seq,)
+    )
+    if not cur.rowcount:
+        await db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('outbox', ?)", (seq,))
 
 
 async def _upsert_alert(db: aiosqlite.Connection, t: AlertTransition, pending: int) -> None:

@@ -7,7 +7,7 @@ tests/faults`, or FAULTS_SLOW=1), so that a plain `pytest` stays within the CI b
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,9 @@ import pytest
 from gateway.local_broker import MosquittoBroker
 from gateway.testkit import PlatformSubscriber
 from tests.faults.faultkit import P
+
+# The home's zigbee2mqtt broker and a zigbee2mqtt stand-in on it, as the spine tests have them.
+from tests.spine.conftest import zigbee  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,25 +33,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def local_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """The home's own broker that zigbee2mqtt publishes to."""
-    b = MosquittoBroker(tmp_path / "local-broker").start()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
 async def platform(broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
     async with PlatformSubscriber(
         broker.host, broker.port, (f"{P}/#",), identifier="platform-faults"
     ) as sub:
         yield sub
-
-
-@pytest.fixture
-async def zigbee(local_broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]:
-    """A zigbee2mqtt stand-in publishing on the home's broker."""
-    async with PlatformSubscriber(local_broker.host, local_broker.port, ("none/#",)) as pub:
-        yield pub

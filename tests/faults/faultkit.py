@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -36,10 +37,13 @@ def site_ids(n: int) -> list[str]:
 def write_config(
     tmp: Path, platform: MosquittoBroker, local: MosquittoBroker, sites: Iterable[str],
     *, data_dir: Path | None = None, extra_devices: str = "", extra_buses: str = "",
-    # These tests are about delivery, and press a site again the moment its alert clears:
-    # no repeat window (rules/sos.py), so that every press they count is a new alert.
     sos_options: str = ", repeat_window: 0s", log_level: str = "info",
+    site_rules: dict[str, str] | None = None,
 ) -> Path:
+    """A gateway with one SOS button and one `sos` rule per site. The rule's repeat window is
+    off by default: the tests press a site again as soon as its alert is cleared, and what
+    keeps a second alert from being raised while one is open must then be the engine's own
+    (restored) state, not the window."""
     sites = list(sites)
     devices = "\n".join(
         f"  - {{id: sos-{s[5:]}, site: {s}, kind: sos_button, protocol: zigbee2mqtt,"
@@ -47,7 +51,8 @@ def write_config(
         for s in sites
     )
     site_lines = "\n".join(
-        f"  - {{id: {s}, resident: r-{s[5:]}, rules: [{{type: sos{sos_options}}}]}}"
+        f"  - {{id: {s}, resident: r-{s[5:]}, rules: [{{type: sos{sos_options}}}"
+        f"{', ' + (site_rules or {})[s] if s in (site_rules or {}) else ''}]}}"
         for s in sites
     )
     path = tmp / "config.yaml"
@@ -180,15 +185,26 @@ class InProcessGateway:
         self.gateway = Gateway(load_config(config_path), **kwargs)
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.log_lines: list[str] = []
+        self._log_handler = _ListHandler(self.log_lines)
+        self._old_level = logging.NOTSET
 
     async def __aenter__(self) -> InProcessGateway:
+        logger = logging.getLogger("hearthgate")
+        self._old_level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(self._log_handler)
         self.task = asyncio.create_task(self.gateway.run(self.stop_event))
-        ready = asyncio.create_task(self.gateway.ready.wait())
-        await asyncio.wait({self.task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        # Up when the uplink is connected and the zigbee bus listens (presses would be lost).
+        up = ("uplink connected", "bus zigbee connected")
+        await wait_until(
+            lambda: self.task.done() or all(  # type: ignore[union-attr]
+                any(u in line for line in self.log_lines) for u in up),
+            20, "the gateway to come up", lambda: "\n".join(self.log_lines),
+        )
         if self.task.done():
-            ready.cancel()
             self.task.result()
-        assert ready.done(), "the gateway did not get ready"
         return self
 
     @property
@@ -203,6 +219,18 @@ class InProcessGateway:
         except TimeoutError:
             self.task.cancel()
             raise
+        finally:
+            logging.getLogger("hearthgate").removeHandler(self._log_handler)
+            logging.getLogger("hearthgate").setLevel(self._old_level)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def load_plugins_first() -> None:

@@ -103,9 +103,9 @@ def is_valid_ping(name: str, payload: bytes) -> bool:
     ) and len(payload) <= 64 * 1024
 
 
-async def test_downlink_fuzz_never_crashes(tmp_path, broker, local_broker, platform, zigbee):
+async def test_downlink_fuzz_never_crashes(tmp_path, broker, home_broker, platform, zigbee):
     sites = site_ids(2)
-    gw = GatewayProcess(write_config(tmp_path, broker, local_broker, sites))
+    gw = GatewayProcess(write_config(tmp_path, broker, home_broker, sites))
     commands = crafted_commands() + generated_commands(400)
     try:
         await started(gw, platform)

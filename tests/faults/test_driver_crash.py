@@ -89,7 +89,7 @@ if "raising_test" not in PROTOCOLS:
 
 
 async def test_crashing_driver_restarted_with_backoff(
-    tmp_path, broker, local_broker, platform, zigbee, monkeypatch
+    tmp_path, broker, home_broker, platform, zigbee, monkeypatch
 ):
     import gateway.supervisor
 
@@ -98,7 +98,7 @@ async def test_crashing_driver_restarted_with_backoff(
     CRASH_STARTS.clear()
     sites = site_ids(2)
     config = write_config(
-        tmp_path, broker, local_broker, sites,
+        tmp_path, broker, home_broker, sites,
         extra_buses="  - {id: flaky, type: idle_test}\n",
         extra_devices=(
             f"  - {{id: crash-1, site: {sites[0]}, kind: sos_button, protocol: crashing_test,"

@@ -22,17 +22,17 @@ from tests.faults.faultkit import (
 
 
 async def test_zigbee_broker_goes_away_and_comes_back(
-    tmp_path, broker, local_broker, platform, zigbee
+    tmp_path, broker, home_broker, platform, zigbee
 ):
     sites = site_ids(3)
-    gw = GatewayProcess(write_config(tmp_path, broker, local_broker, sites))
+    gw = GatewayProcess(write_config(tmp_path, broker, home_broker, sites))
     try:
         await started(gw, platform)
         await press_sos(zigbee, sites[0])
         await platform.wait_json(ALERTS, lambda b: b["site_id"] == sites[0], timeout=20)
         reconnect_seconds = []
         for round_, site in enumerate(sites[1:], start=2):
-            local_broker.stop()
+            home_broker.stop()
             await wait_until(lambda: "bus zigbee lost its broker" in gw.log_text(), 30,
                              "the bus to notice", gw.log_text)
             assert gw.proc is not None and gw.proc.poll() is None
@@ -41,7 +41,7 @@ async def test_zigbee_broker_goes_away_and_comes_back(
             await platform.wait_json(
                 f"{P}/cmd/result", lambda b, r=round_: b.get("id") == f"during-{r}", timeout=20
             )
-            local_broker.start()
+            home_broker.start()
             back = time.monotonic()
             await wait_until(
                 lambda r=round_: gw.log_text().count("bus zigbee connected") >= r, 30,

@@ -34,7 +34,7 @@ from tests.faults.faultkit import (
 
 
 @pytest.fixture
-def gateway_factory(tmp_path: Path, broker: MosquittoBroker, local_broker: MosquittoBroker
+def gateway_factory(tmp_path: Path, broker: MosquittoBroker, home_broker: MosquittoBroker
                     ) -> Iterator[list[GatewayProcess]]:
     made: list[GatewayProcess] = []
     yield made
@@ -43,13 +43,13 @@ def gateway_factory(tmp_path: Path, broker: MosquittoBroker, local_broker: Mosqu
 
 
 async def run_flapping_uplink(
-    tmp_path: Path, broker: MosquittoBroker, local_broker: MosquittoBroker,
+    tmp_path: Path, broker: MosquittoBroker, home_broker: MosquittoBroker,
     platform: PlatformSubscriber, zigbee: PlatformSubscriber, made: list[GatewayProcess],
     *, n_sites: int, outages: int, seed: int, name: str,
 ) -> None:
     rng = random.Random(seed)
     sites = site_ids(n_sites)
-    gw = GatewayProcess(write_config(tmp_path, broker, local_broker, sites))
+    gw = GatewayProcess(write_config(tmp_path, broker, home_broker, sites))
     made.append(gw)
     await started(gw, platform)
     t0 = time.monotonic()
@@ -158,19 +158,19 @@ async def run_flapping_uplink(
 
 
 async def test_uplink_flaps_no_alert_transition_lost(
-    tmp_path, broker, local_broker, platform, zigbee, gateway_factory
+    tmp_path, broker, home_broker, platform, zigbee, gateway_factory
 ):
     await run_flapping_uplink(
-        tmp_path, broker, local_broker, platform, zigbee, gateway_factory,
+        tmp_path, broker, home_broker, platform, zigbee, gateway_factory,
         n_sites=12, outages=2, seed=7, name="uplink_outage",
     )
 
 
 @pytest.mark.slow
 async def test_uplink_flaps_many_times_no_alert_transition_lost(
-    tmp_path, broker, local_broker, platform, zigbee, gateway_factory
+    tmp_path, broker, home_broker, platform, zigbee, gateway_factory
 ):
     await run_flapping_uplink(
-        tmp_path, broker, local_broker, platform, zigbee, gateway_factory,
+        tmp_path, broker, home_broker, platform, zigbee, gateway_factory,
         n_sites=40, outages=8, seed=11, name="uplink_outage_long",
     )
