@@ -443,10 +443,10 @@ def raw_paho_rate(port: int, count: int = 30_000, max_seconds: float = 30.0) -> 
 
 
 def count_readings(payload: bytes) -> int:
-    try:
-        return len(json.loads(payload)["readings"])
-    except (ValueError, KeyError, TypeError):
-        return 0
+    """Readings in a P/telemetry payload. Counted by their key, not by parsing: parsing
+    megabytes of a draining backlog in the probe's thread would hold the GIL and delay
+    the very alert receipts being timed."""
+    return payload.count(b'"device_id":')
 
 
 def fill_backlog(local_port: int, topics: list[str], tmp: Path, readings: int,
