@@ -84,15 +84,10 @@ def main() -> None:
                 platform.wait(lambda: len(platform.on(f"{kit.P}/alerts")) >= PRESSES_A, 10)
                 flowed = counter.readings
                 lat_a = latencies(platform, pressed_a)
-                platform.wait(lambda: counter.readings >= 0, 2.0)
 
                 # -- B: presses while a 100,000-reading backlog drains ------------------
-                plat.stop()
-                stored, fill_s = kit.fill_backlog(local.port, topics, tmp, BACKLOG)
-                platform.__exit__()
-                counter.reset()
-                t_start = time.monotonic()
-                plat.start()
+                stored, fill_s, t_start = kit.outage_with_backlog(
+                    plat, platform, local.port, topics, tmp, BACKLOG, counter)
                 with kit.Probe(plat.port, alert_topics, name="platform2",
                                keep=keep) as platform2, \
                         kit.Probe(plat.port, (f"{kit.P}/telemetry",), name="telemetry2",
