@@ -81,12 +81,8 @@ def main() -> None:
                 if spy is not None:
                     spy.wait(60)
 
-                plat.stop()
-                stored, fill_s = kit.fill_backlog(local.port, topics, tmp, BACKLOG)
-                platform.__exit__()
-                counter.reset()
-                t_start = time.monotonic()
-                plat.start()
+                stored, fill_s, t_start = kit.outage_with_backlog(
+                    plat, platform, local.port, topics, tmp, BACKLOG, counter)
                 with kit.Probe(plat.port, (f"{kit.P}/#",), name="platform2", keep=keep,
                                on_receive=counter) as platform2:
                     platform2.wait(lambda: counter.readings >= stored, 60)

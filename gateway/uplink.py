@@ -40,6 +40,7 @@ MAX_COMMAND_BYTES = 64 * 1024
 PUBACK_TIMEOUT = 10.0
 ALERT_WINDOW = 100
 TELEMETRY_WINDOW = 8
+BACKLOG_WINDOW = 2  # of those, stored (backlog) batches: 1,000 readings per round trip
 HOT_TELEMETRY_LIMIT = 32  # batches held in memory before they spill to the store
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 2.0
@@ -241,6 +242,7 @@ class Uplink:
         # store.added[prio] when a read of that class came back short: nothing more to read
         # until something is added (one SQLite round trip saved per publish completed).
         exhausted_at = dict.fromkeys(Priority, -1)
+        backlog_inflight = [0]  # stored telemetry batches in flight
 
         async def publish(item: OutboxItem | None, hot: tuple[str, int] | None,
                           prio: Priority) -> None:
@@ -254,6 +256,8 @@ class Uplink:
             self.stats.published[kind] = self.stats.published.get(kind, 0) + 1
             inflight[prio] -= 1
             if item is not None:
+                if prio is Priority.TELEMETRY:
+                    backlog_inflight[0] -= 1
                 done.append(item)
             else:
                 self._hot_inflight.pop(id(hot), None)
@@ -285,12 +289,21 @@ class Uplink:
                 added = self.store.added[prio]
                 if added == exhausted_at[prio]:
                     continue
+                if prio is Priority.TELEMETRY:
+                    # A backlog drains with fewer batches in flight than live telemetry:
+                    # each is large (up to 500 readings), and an SOS committed while it
+                    # drains shares the link, the broker and the CPU with what is in flight.
+                    free = min(free, BACKLOG_WINDOW - backlog_inflight[0])
+                    if free <= 0:
+                        continue
                 items = await self.store.pending(prio, cursors[prio], free)
                 if len(items) < free:
                     exhausted_at[prio] = added
                 for item in items:
                     cursors[prio] = item.seq
                     inflight[prio] += 1
+                    if prio is Priority.TELEMETRY:
+                        backlog_inflight[0] += 1
                     tg.create_task(publish(item, None, prio))
             if self._devices_dirty and self._devices_payload is not None:
                 self._devices_dirty = False
