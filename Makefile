@@ -29,7 +29,7 @@ test: system-deps $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The fault-injection suite: the CI profile (also part of `make test`) and the long one.
 faults: system-deps $(STAMP)
