@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from gateway.local_broker import MosquittoBroker, mosquitto_binary  # noqa: E402
-from gateway.testkit import GatewayProcess  # noqa: E402
+from gateway.testkit import GatewayProcess, config_head  # noqa: E402
 
 GW = "gw-bench-0001"
 P = f"hearthgate/{GW}"
@@ -269,21 +269,9 @@ def write_config(
     )
     path = tmp / "config.yaml"
     path.write_text(
-        f"""gateway:
-  id: {GW}
-  timezone: Asia/Shanghai
-  data_dir: {data_dir or tmp / "data"}
-  language: en
-  log_level: {log_level}
-uplink:
-  host: {HOST}
-  port: {plat.port}
-  topic_prefix: hearthgate
-  keepalive: 5s
-  telemetry_interval: {telemetry_interval}
-buses:
-  - {{id: zigbee, type: mqtt, host: {HOST}, port: {local.port}}}
-devices:
+        config_head(GW, data_dir or tmp / "data", plat.port, local.port, log_level=log_level,
+                    telemetry_interval=telemetry_interval)
+        + f"""devices:
 {dev_lines}
 sites:
 {site_lines}

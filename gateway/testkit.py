@@ -209,3 +209,27 @@ async def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProc
         subprocess.run, [sys.executable, "-m", "gateway", *args], capture_output=True,
         text=True, env=env, timeout=timeout, cwd=str(REPO),
     )
+
+
+def config_head(
+    gateway_id: str, data_dir: Path, platform_port: int, home_port: int, *,
+    log_level: str | None = None, telemetry_interval: str = "1s",
+    devices_interval: str | None = None,
+) -> str:
+    """The `gateway:`, `uplink:` and `buses:` sections of a test gateway's YAML config: the
+    platform's broker and the home's zigbee2mqtt broker (bus `zigbee`), both on loopback.
+    Callers add further buses, then `devices:` and `sites:`."""
+    lines = [
+        "gateway:", f"  id: {gateway_id}", "  timezone: Asia/Shanghai", f"  data_dir: {data_dir}",
+        "  language: en",
+    ]
+    if log_level is not None:
+        lines.append(f"  log_level: {log_level}")
+    lines += [
+        "uplink:", "  host: 127.0.0.1", f"  port: {platform_port}", "  topic_prefix: hearthgate",
+        "  keepalive: 5s", f"  telemetry_interval: {telemetry_interval}",
+    ]
+    if devices_interval is not None:
+        lines.append(f"  devices_interval: {devices_interval}")
+    lines += ["buses:", f"  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {home_port}}}"]
+    return "\n".join(lines) + "\n"

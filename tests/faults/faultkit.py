@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, Received
+from gateway.testkit import GatewayProcess, PlatformSubscriber, Received, config_head
 
 GW = "gw-fault-0001"
 P = f"hearthgate/{GW}"
@@ -57,21 +57,8 @@ def write_config(
     )
     path = tmp / "config.yaml"
     path.write_text(
-        f"""gateway:
-  id: {GW}
-  timezone: Asia/Shanghai
-  data_dir: {data_dir or tmp / "data"}
-  language: en
-  log_level: {log_level}
-uplink:
-  host: 127.0.0.1
-  port: {platform.port}
-  topic_prefix: hearthgate
-  keepalive: 5s
-  telemetry_interval: 1s
-buses:
-  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {local.port}}}
-{extra_buses}devices:
+        config_head(GW, data_dir or tmp / "data", platform.port, local.port, log_level=log_level)
+        + f"""{extra_buses}devices:
 {devices}
 {extra_devices}sites:
 {site_lines}

@@ -17,7 +17,7 @@ from drivers.rflink_codec import RFLinkMatch
 from drivers.simulators.links import PtyLink
 from drivers.simulators.rflink import RFLinkReceiverSimulator
 from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber
+from gateway.testkit import GatewayProcess, PlatformSubscriber, config_head
 
 GW = "gw-presence-01"
 P = f"hearthgate/{GW}"
@@ -38,19 +38,8 @@ async def home(home_broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber
 def write_config(tmp: Path, platform: MosquittoBroker, home: MosquittoBroker, rf: str) -> Path:
     path = tmp / "gateway.yaml"
     path.write_text(
-        f"""gateway:
-  id: {GW}
-  timezone: Asia/Shanghai
-  data_dir: {tmp / "data"}
-  language: en
-uplink:
-  host: 127.0.0.1
-  port: {platform.port}
-  keepalive: 5s
-  telemetry_interval: 1s
-buses:
-  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {home.port}}}
-  - {{id: rf433, type: serial, port: {rf}, baudrate: 57600, parity: N}}
+        config_head(GW, tmp / "data", platform.port, home.port)
+        + f"""  - {{id: rf433, type: serial, port: {rf}, baudrate: 57600, parity: N}}
 devices:
   - {{id: sos-rf, site: room-301, kind: sos_button, protocol: rflink, bus: rf433,
       match: "EV1527;ID=0x5a3c1"}}

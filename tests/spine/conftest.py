@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, wait_started
+from gateway.testkit import GatewayProcess, PlatformSubscriber, config_head, wait_started
 
 GW = "gw-test-0001"
 P = f"hearthgate/{GW}"
@@ -27,21 +27,8 @@ def write_config(tmp: Path, platform: MosquittoBroker, local: MosquittoBroker,
     )
     path = tmp / "config.yaml"
     path.write_text(
-        f"""gateway:
-  id: {GW}
-  timezone: Asia/Shanghai
-  data_dir: {tmp / "data"}
-  language: en
-uplink:
-  host: 127.0.0.1
-  port: {platform.port}
-  topic_prefix: hearthgate
-  keepalive: 5s
-  telemetry_interval: 1s
-  devices_interval: 1s
-buses:
-  - {{id: zigbee, type: mqtt, host: 127.0.0.1, port: {local.port}}}
-devices:
+        config_head(GW, tmp / "data", platform.port, local.port, devices_interval="1s")
+        + f"""devices:
 {devices}
 sites:
 {sites}
