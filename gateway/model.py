@@ -71,10 +71,6 @@ METRIC_UNITS: dict[str, str | None] = {
 }
 
 
-def unit_for(metric: str) -> str | None:
-    return METRIC_UNITS.get(metric)
-
-
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What a device said, normalized: one metric, one value, one moment."""

@@ -244,10 +244,6 @@ class Store:
         if self._writer is None:
             self._writer = asyncio.create_task(self.run(), name="store-writer")
 
-    @property
-    def writer_alive(self) -> bool:
-        return self._writer is None or not self._writer.done()
-
     async def close(self) -> None:
         if self._writer is not None:
             # Let queued writes land before closing: nothing accepted is lost.
@@ -602,10 +598,6 @@ class Store:
         out = dict.fromkeys(Priority, 0)
         out.update({Priority(p): n for p, n in rows})
         return out
-
-    @property
-    def telemetry_readings(self) -> int:
-        return self._telemetry_readings
 
     # -- alert log ------------------------------------------------------------
 

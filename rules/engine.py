@@ -559,7 +559,3 @@ def _transition_from_json(d: dict[str, Any]) -> AlertTransition:
         message=d.get("message", ""),
         details=d.get("details", {}),
     )
-
-
-transition_to_json = _transition_to_json
-transition_from_json = _transition_from_json
