@@ -26,6 +26,7 @@ demo: system-deps $(STAMP)
 
 test: system-deps $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) tools/import_contracts.py
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
@@ -44,8 +45,10 @@ install:
 uninstall:
 	$(SUDO) ./systemd/install.sh $(INSTALL_ARGS) uninstall
 
+# ruff, and the import contracts of pyproject.toml (a core at the bottom, imports one way).
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) tools/import_contracts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from gateway.local_broker import MosquittoBroker, mosquitto_binary  # noqa: E402
-from gateway.testkit import GatewayProcess, config_head  # noqa: E402
+from hearthgate.devkit.local_broker import MosquittoBroker, mosquitto_binary  # noqa: E402
+from hearthgate.devkit.testkit import GatewayProcess, config_head  # noqa: E402
 
 GW = "gw-bench-0001"
 P = f"hearthgate/{GW}"
@@ -282,7 +282,7 @@ sites:
 
 def start_gateway(config: Path, status: Probe, timeout: float = 30.0,
                   env: dict[str, str] | None = None) -> tuple[GatewayProcess, float]:
-    """Start `python -m gateway run` and wait until it is online and its bus subscribed.
+    """Start `python -m hearthgate run` and wait until it is online and its bus subscribed.
 
     Returns the process and the seconds from spawn to ready.
     """

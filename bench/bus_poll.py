@@ -33,12 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from drivers.base import DriverContext  # noqa: E402
-from drivers.meter_poller import MeterPoller  # noqa: E402
-from drivers.serial_bus import SerialBus  # noqa: E402
-from gateway.clock import SystemClock  # noqa: E402
-from gateway.config import parse_config_data  # noqa: E402
-from gateway.registry import BUS_TYPES, PROTOCOLS  # noqa: E402
+from hearthgate.config import parse_config_data  # noqa: E402
+from hearthgate.core.clock import SystemClock  # noqa: E402
+from hearthgate.drivers.base import DriverContext  # noqa: E402
+from hearthgate.drivers.meter_poller import MeterPoller  # noqa: E402
+from hearthgate.drivers.serial_bus import SerialBus  # noqa: E402
+from hearthgate.registry import STANDARD  # noqa: E402
 
 SECONDS_PER_RATE = 3.0
 BAUD_RATES = (2400, 9600, 115200)
@@ -55,8 +55,8 @@ METERS = [
 async def serve(link_path: str, line_baud: int | None) -> None:
     """The simulator process: four meters on one pty behind `link_path`; with `line_baud`
     each reply waits for the time its request and itself would take on a real wire."""
-    from drivers.simulators.links import PtyLink
-    from drivers.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+    from hearthgate.simulators.links import PtyLink
+    from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
 
     link = PtyLink(link_path)
     meters = [
@@ -94,12 +94,12 @@ async def measure(link_path: str, baud: int, gap: float | None) -> dict[str, flo
         readings += 1
 
     ctx = DriverContext(SystemClock(), sink)
-    bus = BUS_TYPES["serial"].open(config.buses[0], ctx)
+    bus = STANDARD.bus_types["serial"].open(config.buses[0], ctx)
     assert isinstance(bus, SerialBus)
     drivers: dict[str, MeterPoller] = {}
     for protocol in ("dlt645", "cjt188"):
         devices = [d for d in config.devices if d.protocol == protocol]
-        driver = PROTOCOLS[protocol].create(bus, devices, ctx)
+        driver = STANDARD.protocols[protocol].create(bus, devices, ctx)
         assert isinstance(driver, MeterPoller)
         drivers[protocol] = driver
     bus_task = asyncio.create_task(bus.run())

@@ -2,7 +2,7 @@
 
 100 DL/T 645 electricity meters and 100 CJ/T 188 water meters, simulated by
 `hearthgate simulate` in two separate processes, each on its own pseudo-terminal; the
-gateway (`python -m gateway run`) has one `serial` bus per pty and polls every meter
+gateway (`python -m hearthgate run`) has one `serial` bus per pty and polls every meter
 once a minute, publishing readings to a local mosquitto. The first round is spread over
 the first minute, with each meter coming online in turn (a start-up transient), so the
 gateway's CPU time (utime + stime from /proc/PID/stat) is read after 65 s, over 30 s
@@ -34,7 +34,7 @@ def simulator(kind: str, link: Path, addresses: list[str]) -> subprocess.Popen[b
     for a in addresses:
         argv += ["--meter", a]
     # What `hearthgate simulate KIND` runs.
-    code = ("import sys; from drivers.simulators.meters import simulate_main; "
+    code = ("import sys; from hearthgate.simulators.meters import simulate_main; "
             "sys.exit(simulate_main(sys.argv[1], sys.argv[2:]))")
     return subprocess.Popen([sys.executable, "-c", code, kind, *argv], cwd=kit.REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,

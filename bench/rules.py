@@ -17,15 +17,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from gateway.model import Instant, Observation
-from gateway.registry import RULES, load_plugins
-from rules.base import Rule, Signal
-from rules.engine import RuleEngine
-from rules.profiles import expand_rules
+from hearthgate.core.model import Instant, Observation
+from hearthgate.engine_builder import build_engine
+from hearthgate.registry import STANDARD
+from hearthgate.rules.base import Rule, Signal
+from hearthgate.rules.engine import RuleEngine
+from hearthgate.rules.profiles import expand_rules
 
 SITES = 200
 HOURS = 6
@@ -42,21 +44,21 @@ class NothingRule(Rule):
 
 
 def config() -> Any:
-    load_plugins()
     devices, sites = [], []
     rules = expand_rules("living_alone", [])
     for s in range(SITES):
         site = f"site-{s:03d}"
         for name, kind in KINDS.items():
             devices.append(SimpleNamespace(id=f"{name}-{s:03d}", site=site, kind=kind,
-                                           protocol="bench", offline_after=None))
+                                           protocol="bench", offline_after=None,
+                                           name=None))
         sites.append(SimpleNamespace(
             id=site, resident=f"r-{s}",
-            rules=[SimpleNamespace(type=r["type"], options=RULES[r["type"]].options
+            rules=[SimpleNamespace(type=r["type"], options=STANDARD.rules[r["type"]].options
                                    .model_validate({k: v for k, v in r.items() if k != "type"}))
                    for r in rules]))
-    gateway = SimpleNamespace(timezone="Asia/Shanghai", language="zh")
-    return SimpleNamespace(gateway=gateway, devices=devices, sites=sites)
+    gateway = SimpleNamespace(timezone="Asia/Shanghai", tz=ZoneInfo("Asia/Shanghai"), language="zh")
+    return SimpleNamespace(gateway=gateway, devices=devices, sites=sites, registry=STANDARD)
 
 
 def observations(seed: int = 7) -> list[Observation]:
@@ -112,14 +114,14 @@ def main() -> None:
     obs = observations()
     real, reference = [], []
     for _ in range(RUNS):
-        engine = RuleEngine.from_config(cfg)
+        engine = build_engine(cfg)
         real.append(run(engine, obs))
         nothing = {
             site: [NothingRule(rules[0].site, rules[0].options) for _ in rules]
-            for site, rules in RuleEngine.from_config(cfg).rules_by_site.items()
+            for site, rules in build_engine(cfg).rules_by_site.items()
         }
         reference.append(run(RuleEngine(nothing), obs))
-    rules = sum(len(r) for r in RuleEngine.from_config(cfg).rules_by_site.values())
+    rules = sum(len(r) for r in build_engine(cfg).rules_by_site.values())
     print(f"{SITES} sites, {rules} rules, {len(obs)} observations ({HOURS} h), {RUNS} runs")
     real_m, ref_m = statistics.median(real), statistics.median(reference)
     print(f"rules engine, living_alone rules : {real_m:>10,.0f} observations/s")

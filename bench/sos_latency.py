@@ -1,6 +1,6 @@
 """SOS latency: a zigbee2mqtt press on the home's broker → the alert on `P/alerts`.
 
-One gateway process (`python -m gateway run`), two real mosquitto brokers (the home's
+One gateway process (`python -m hearthgate run`), two real mosquitto brokers (the home's
 and the platform's), 200 SOS buttons at 200 sites, all online (one report each) before
 the presses. Each button is pressed once (so each press raises an alert), 50 ms apart.
 The latency of a press is from just before the zigbee2mqtt-style publish to the arrival

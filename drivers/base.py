@@ -13,13 +13,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from gateway.clock import Clock
-from gateway.model import Instant, Observation, ObservationValue
-
-if TYPE_CHECKING:
-    from gateway.config import DeviceConfig
+from hearthgate.core.clock import Clock
+from hearthgate.core.model import Instant, Observation, ObservationValue
+from hearthgate.core.options import BusConfig, DeviceConfig, Options
 
 log = logging.getLogger("hearthgate.drivers")
 
@@ -101,3 +99,35 @@ class DriverContext:
         if device_id is None:
             return sum(self.errors.values())
         return sum(n for (d, _), n in self.errors.items() if d == device_id)
+
+
+@dataclass(frozen=True)
+class BusType:
+    """A kind of link (`buses[].type`): its option model and how to open it.
+
+    Each bus module declares one as `BUS_TYPE`; `hearthgate.registry` lists them.
+    """
+
+    name: str
+    options: type[Options]
+    # Builds the object that owns the link (a serial port, an MQTT connection).
+    open: Callable[[BusConfig, DriverContext], BusRuntime]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A device protocol (`devices[].protocol`): its option model, the device kinds it drives,
+    the bus types it runs on, and how to build its driver.
+
+    Each driver module declares one as `PROTOCOL`; `hearthgate.registry` lists them.
+    """
+
+    name: str
+    options: type[Options]  # device keys beyond id/site/kind/protocol/bus/name
+    kinds: frozenset[str]  # device kinds this protocol can drive
+    bus_types: frozenset[str]  # bus types it runs on
+    # Builds one driver for all devices of this protocol on one bus.
+    create: Callable[[Any, list[DeviceConfig], DriverContext], Driver]
+    description: str = ""
+

@@ -17,13 +17,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers import cjt188_codec as codec
-from drivers.base import DriverContext
-from drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
-from drivers.meter_sense import convert
-from drivers.serial_bus import SerialBus
-from gateway.config import DeviceConfig
-from gateway.registry import ProtocolSpec, register_protocol
+from hearthgate.core.options import DeviceConfig
+from hearthgate.drivers import cjt188_codec as codec
+from hearthgate.drivers.base import DriverContext, ProtocolSpec
+from hearthgate.drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
+from hearthgate.drivers.meter_sense import convert
+from hearthgate.drivers.serial_bus import SerialBus
 
 METER_TYPE_CODES = {
     "cold_water": 0x10,
@@ -100,13 +99,11 @@ def _create(bus: object, devices: list[DeviceConfig], ctx: DriverContext) -> CJT
     return CJT188Driver(bus, devices, ctx)  # type: ignore[arg-type]  # checked there
 
 
-register_protocol(
-    ProtocolSpec(
-        name="cjt188",
-        options=CJT188Options,
-        kinds=frozenset({"water_meter"}),
-        bus_types=frozenset({"serial"}),
-        create=_create,
-        description="CJ/T 188-2004 water meters (China) on RS-485",
-    )
+PROTOCOL = ProtocolSpec(
+    name="cjt188",
+    options=CJT188Options,
+    kinds=frozenset({"water_meter"}),
+    bus_types=frozenset({"serial"}),
+    create=_create,
+    description="CJ/T 188-2004 water meters (China) on RS-485",
 )

@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from drivers import meter_framing as framing
+from hearthgate.drivers import meter_framing as framing
 
 START = 0x68
 END = 0x16

@@ -13,12 +13,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers import dlt645_codec as codec
-from drivers.base import DriverContext
-from drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
-from drivers.meter_sense import convert
-from gateway.config import DeviceConfig
-from gateway.registry import ProtocolSpec, register_protocol
+from hearthgate.core.options import DeviceConfig
+from hearthgate.drivers import dlt645_codec as codec
+from hearthgate.drivers.base import DriverContext, ProtocolSpec
+from hearthgate.drivers.meter_poller import BCDMeterOptions, MeterPoller, PollFailed, Reading
+from hearthgate.drivers.meter_sense import convert
 
 ReadItem = Literal["energy_total_kwh", "power_w", "voltage_v", "current_a"]
 
@@ -78,13 +77,11 @@ def _create(bus: object, devices: list[DeviceConfig], ctx: DriverContext) -> DLT
     return DLT645Driver(bus, devices, ctx)  # type: ignore[arg-type]  # checked there
 
 
-register_protocol(
-    ProtocolSpec(
-        name="dlt645",
-        options=DLT645Options,
-        kinds=frozenset({"power_meter"}),
-        bus_types=frozenset({"serial"}),
-        create=_create,
-        description="DL/T 645-2007 electricity meters (China) on RS-485",
-    )
+PROTOCOL = ProtocolSpec(
+    name="dlt645",
+    options=DLT645Options,
+    kinds=frozenset({"power_meter"}),
+    bus_types=frozenset({"serial"}),
+    create=_create,
+    description="DL/T 645-2007 electricity meters (China) on RS-485",
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from drivers import meter_framing as framing
+from hearthgate.drivers import meter_framing as framing
 
 START = 0x68
 END = 0x16

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.durations import Duration
-from gateway.registry import BusType, Options, ProtocolSpec, register_bus_type, register_protocol
+from hearthgate.core.durations import Duration
+from hearthgate.core.options import Options
+from hearthgate.drivers.base import BusType, ProtocolSpec
 
 if TYPE_CHECKING:
-    from drivers.base import DriverContext
-    from gateway.config import BusConfig, DeviceConfig
+    from hearthgate.core.options import BusConfig, DeviceConfig
+    from hearthgate.drivers.base import DriverContext
 
 log = logging.getLogger("hearthgate.gpio")
 
@@ -206,16 +207,14 @@ def _create(bus: Any, devices: list[DeviceConfig], ctx: DriverContext) -> GpioDr
     return GpioDriver(bus, devices, ctx)
 
 
-register_bus_type(
-    BusType("gpio", GpioBusOptions, _open_gpio_bus, description="the Raspberry Pi's GPIO pins")
+BUS_TYPE = BusType(
+    "gpio", GpioBusOptions, _open_gpio_bus, description="the Raspberry Pi's GPIO pins"
 )
-register_protocol(
-    ProtocolSpec(
-        name="gpio",
-        options=GpioDeviceOptions,
-        kinds=frozenset(KIND_METRIC),
-        bus_types=frozenset({"gpio"}),
-        create=_create,
-        description="a PIR (motion) or reed switch (door) wired to a GPIO pin",
-    )
+PROTOCOL = ProtocolSpec(
+    name="gpio",
+    options=GpioDeviceOptions,
+    kinds=frozenset(KIND_METRIC),
+    bus_types=frozenset({"gpio"}),
+    create=_create,
+    description="a PIR (motion) or reed switch (door) wired to a GPIO pin",
 )

@@ -19,13 +19,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from drivers.base import DriverContext
-from drivers.meter_sense import DEFAULT_MAX_RATE_PER_HOUR, CumulativeSense
-from drivers.serial_bus import BusError, SerialBus
-from gateway.config import DeviceConfig
-from gateway.durations import Duration
-from gateway.model import ObservationValue
-from gateway.registry import Options
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import ObservationValue
+from hearthgate.core.options import DeviceConfig, Options
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.meter_sense import DEFAULT_MAX_RATE_PER_HOUR, CumulativeSense
+from hearthgate.drivers.serial_bus import BusError, SerialBus
 
 log = logging.getLogger("hearthgate.meters")
 

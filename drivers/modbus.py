@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from drivers.base import DriverContext
-from drivers.meter_poller import MeterPoller, PollFailed, Reading
-from drivers.meter_sense import convert, convertible_units
-from drivers.serial_bus import SerialBus
-from gateway.config import DeviceConfig
-from gateway.durations import Duration
-from gateway.model import METRIC_UNITS
-from gateway.registry import Options, ProtocolSpec, register_protocol
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import METRIC_UNITS
+from hearthgate.core.options import DeviceConfig, Options
+from hearthgate.drivers.base import DriverContext, ProtocolSpec
+from hearthgate.drivers.meter_poller import MeterPoller, PollFailed, Reading
+from hearthgate.drivers.meter_sense import convert, convertible_units
+from hearthgate.drivers.serial_bus import SerialBus
 
 if TYPE_CHECKING:
     from pymodbus.pdu import ModbusPDU
@@ -311,13 +310,11 @@ def _create(bus: object, devices: list[DeviceConfig], ctx: DriverContext) -> Mod
     return ModbusDriver(bus, devices, ctx)  # type: ignore[arg-type]  # checked there
 
 
-register_protocol(
-    ProtocolSpec(
-        name="modbus",
-        options=ModbusOptions,
-        kinds=frozenset({"power_meter", "water_meter"}),
-        bus_types=frozenset({"serial"}),
-        create=_create,
-        description="Modbus RTU meters (Eastron SDM120/SDM630 or a register map)",
-    )
+PROTOCOL = ProtocolSpec(
+    name="modbus",
+    options=ModbusOptions,
+    kinds=frozenset({"power_meter", "water_meter"}),
+    bus_types=frozenset({"serial"}),
+    create=_create,
+    description="Modbus RTU meters (Eastron SDM120/SDM630 or a register map)",
 )

@@ -16,11 +16,10 @@ from collections.abc import Callable
 import aiomqtt
 from pydantic import Field, SecretStr
 
-from drivers.base import DriverContext
-from gateway.config import BusConfig
-from gateway.durations import Duration
-from gateway.mqtt_socket import NO_DELAY
-from gateway.registry import BusType, Options, register_bus_type
+from hearthgate.core.durations import Duration
+from hearthgate.core.mqtt_socket import NO_DELAY
+from hearthgate.core.options import BusConfig, Options
+from hearthgate.drivers.base import BusType, DriverContext
 
 log = logging.getLogger("hearthgate.drivers.mqtt")
 
@@ -125,11 +124,9 @@ class MqttBus:
             delay = min(5.0, delay * 2)
 
 
-register_bus_type(
-    BusType(
-        "mqtt",
-        MqttBusOptions,
-        MqttBus,
-        description="a local MQTT broker that devices publish to (zigbee2mqtt)",
-    )
+BUS_TYPE = BusType(
+    "mqtt",
+    MqttBusOptions,
+    MqttBus,
+    description="a local MQTT broker that devices publish to (zigbee2mqtt)",
 )

@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from drivers import wiegand
-from drivers.osdp_codec import (
+from hearthgate.core.durations import Duration
+from hearthgate.core.options import Options
+from hearthgate.drivers import wiegand
+from hearthgate.drivers.base import ProtocolSpec
+from hearthgate.drivers.osdp_codec import (
     Command,
     DeviceIdentity,
     InputStatus,
@@ -42,14 +45,12 @@ from drivers.osdp_codec import (
     decode_nak,
     next_sequence,
 )
-from drivers.serial_bus import BusDown, NoReply
-from gateway.durations import Duration
-from gateway.registry import Options, ProtocolSpec, register_protocol
+from hearthgate.drivers.serial_bus import BusDown, NoReply
 
 if TYPE_CHECKING:
-    from drivers.base import DriverContext
-    from drivers.serial_bus import SerialBus
-    from gateway.config import DeviceConfig
+    from hearthgate.core.options import DeviceConfig
+    from hearthgate.drivers.base import DriverContext
+    from hearthgate.drivers.serial_bus import SerialBus
 
 log = logging.getLogger("hearthgate.osdp")
 
@@ -276,13 +277,11 @@ def _create(bus: Any, devices: list[DeviceConfig], ctx: DriverContext) -> OSDPDr
     return OSDPDriver(bus, devices, ctx)
 
 
-register_protocol(
-    ProtocolSpec(
-        name="osdp",
-        options=OSDPDeviceOptions,
-        kinds=frozenset({"access_controller"}),
-        bus_types=frozenset({"serial"}),
-        create=_create,
-        description="OSDP card readers and door controllers on RS-485 (the gateway polls them)",
-    )
+PROTOCOL = ProtocolSpec(
+    name="osdp",
+    options=OSDPDeviceOptions,
+    kinds=frozenset({"access_controller"}),
+    bus_types=frozenset({"serial"}),
+    create=_create,
+    description="OSDP card readers and door controllers on RS-485 (the gateway polls them)",
 )

@@ -22,15 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from drivers.rflink_codec import RFLinkError, RFLinkLineSplitter, RFLinkMatch, RFLinkPacket
-from drivers.rflink_codec import parse_line as parse_rflink_line
-from gateway.durations import Duration
-from gateway.registry import Options, ProtocolSpec, register_protocol
+from hearthgate.core.durations import Duration
+from hearthgate.core.options import Options
+from hearthgate.drivers.base import ProtocolSpec
+from hearthgate.drivers.rflink_codec import (
+    RFLinkError,
+    RFLinkLineSplitter,
+    RFLinkMatch,
+    RFLinkPacket,
+)
+from hearthgate.drivers.rflink_codec import parse_line as parse_rflink_line
 
 if TYPE_CHECKING:
-    from drivers.base import DriverContext
-    from drivers.serial_bus import SerialBus
-    from gateway.config import DeviceConfig
+    from hearthgate.core.options import DeviceConfig
+    from hearthgate.drivers.base import DriverContext
+    from hearthgate.drivers.serial_bus import SerialBus
 
 log = logging.getLogger("hearthgate.rflink")
 
@@ -149,13 +155,11 @@ def _create(bus: Any, devices: list[DeviceConfig], ctx: DriverContext) -> RFLink
     return RFLinkDriver(bus, devices, ctx)
 
 
-register_protocol(
-    ProtocolSpec(
-        name="rflink",
-        options=RFLinkDeviceOptions,
-        kinds=frozenset(KIND_METRIC),
-        bus_types=frozenset({"serial"}),
-        create=_create,
-        description="433 MHz SOS buttons, PIRs and door contacts via an RFLink receiver",
-    )
+PROTOCOL = ProtocolSpec(
+    name="rflink",
+    options=RFLinkDeviceOptions,
+    kinds=frozenset(KIND_METRIC),
+    bus_types=frozenset({"serial"}),
+    create=_create,
+    description="433 MHz SOS buttons, PIRs and door contacts via an RFLink receiver",
 )

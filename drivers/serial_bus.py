@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import Field
 
-from gateway.durations import Duration
-from gateway.registry import BusType, Options, register_bus_type
+from hearthgate.core.durations import Duration
+from hearthgate.core.options import Options
+from hearthgate.drivers.base import BusType
 
 if TYPE_CHECKING:
-    from drivers.base import DriverContext
-    from gateway.config import BusConfig
+    from hearthgate.core.options import BusConfig
+    from hearthgate.drivers.base import DriverContext
 
 log = logging.getLogger("hearthgate.serial")
 
@@ -340,11 +341,9 @@ def _open_serial_bus(config: BusConfig, ctx: DriverContext) -> SerialBus:
     return SerialBus(config.id, config.options)
 
 
-register_bus_type(
-    BusType(
-        name="serial",
-        options=SerialBusOptions,
-        open=_open_serial_bus,
-        description="a serial port or pyserial URL shared by RS-485 meters, receivers, readers",
-    )
+BUS_TYPE = BusType(
+    name="serial",
+    options=SerialBusOptions,
+    open=_open_serial_bus,
+    description="a serial port or pyserial URL shared by RS-485 meters, receivers, readers",
 )

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.durations import Duration
-from gateway.registry import Options, ProtocolSpec, register_protocol
+from hearthgate.core.durations import Duration
+from hearthgate.core.options import Options
+from hearthgate.drivers.base import ProtocolSpec
 
 if TYPE_CHECKING:
-    from drivers.base import DriverContext
-    from drivers.mqtt_bus import MqttBus
-    from gateway.config import DeviceConfig
+    from hearthgate.core.options import DeviceConfig
+    from hearthgate.drivers.base import DriverContext
+    from hearthgate.drivers.mqtt_bus import MqttBus
 
 log = logging.getLogger("hearthgate.drivers.zigbee2mqtt")
 
@@ -360,13 +361,11 @@ def _create(bus: Any, devices: list[DeviceConfig], ctx: DriverContext) -> Zigbee
     return Zigbee2MqttDriver(bus, devices, ctx)
 
 
-register_protocol(
-    ProtocolSpec(
-        "zigbee2mqtt",
-        Zigbee2MqttOptions,
-        kinds=frozenset({"sos_button", "motion_sensor", "door_contact"}),
-        bus_types=frozenset({"mqtt"}),
-        create=_create,
-        description="Zigbee devices through zigbee2mqtt on a local broker",
-    )
+PROTOCOL = ProtocolSpec(
+    "zigbee2mqtt",
+    Zigbee2MqttOptions,
+    kinds=frozenset({"sos_button", "motion_sensor", "door_contact"}),
+    bus_types=frozenset({"mqtt"}),
+    create=_create,
+    description="Zigbee devices through zigbee2mqtt on a local broker",
 )

@@ -10,18 +10,24 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from gateway.config import ConfigError
+from hearthgate.config import ConfigError
+from hearthgate.registry import STANDARD, Registry
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INVALID = 2
 
 
-def run_check(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    from gateway.config_loader import load
+def run_check(
+    path: Path,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    registry: Registry = STANDARD,
+) -> int:
+    from hearthgate.config_loader import load
 
     try:
-        result = load(Path(path))
+        result = load(Path(path), registry)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.format(), file=err)

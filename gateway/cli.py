@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway import __version__
+from hearthgate import __version__
 
 if TYPE_CHECKING:
-    from gateway.config import GatewayConfig
+    from hearthgate.config import GatewayConfig
 
 EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 
@@ -22,15 +22,15 @@ log = logging.getLogger("hearthgate")
 
 
 def _setup_logging(level: str) -> None:
-    from gateway.journal_logging import setup_logging
+    from hearthgate.journal_logging import setup_logging
 
     setup_logging(level)
 
 
 def _load(path: str, warnings: list[str] | None = None) -> GatewayConfig | None:
     """The config, or None after printing its problems; warnings are collected, not printed."""
-    from gateway.config import ConfigError
-    from gateway.config_loader import load
+    from hearthgate.config import ConfigError
+    from hearthgate.config_loader import load
 
     try:
         result = load(Path(path))
@@ -48,8 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config, warnings)
     if config is None:
         return EXIT_CONFIG
-    from gateway.journal_logging import add_secret
-    from gateway.service import Gateway, uplink_password
+    from hearthgate.journal_logging import add_secret
+    from hearthgate.service import Gateway, uplink_password
 
     try:
         add_secret(uplink_password(config))
@@ -80,14 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gateway.check import run_check
+    from hearthgate.check import run_check
 
     return run_check(Path(args.config))
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     """`alerts` and `devices`: a table (or JSON) of the local store."""
-    from gateway import views
+    from hearthgate import views
 
     config = _load(args.config)
     if config is None:
@@ -98,19 +98,19 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gateway.replay import run_replay
+    from hearthgate.replay import run_replay
 
     return run_replay(Path(args.config), Path(args.events))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from gateway.simulate import run_simulator
+    from hearthgate.simulate import run_simulator
 
     return run_simulator(args.kind, args.args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from hearthgate.demo.runner import run_demo
 
     return run_demo(args.args)
 

@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 
-from gateway.durations import Duration
-from gateway.registry import Options
+from hearthgate.core.durations import Duration
+from hearthgate.core.options import ID_PATTERN, BusConfig, DeviceConfig, Options, Section
+from hearthgate.registry import STANDARD, Registry
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 GATEWAY_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GatewaySection(Section):
@@ -77,24 +73,6 @@ class UplinkSection(Section):
         return self.port or (8883 if self.tls else 1883)
 
 
-class BusConfig(Section):
-    id: str = Field(pattern=ID_PATTERN)
-    type: str
-    options: Options
-
-
-class DeviceConfig(Section):
-    id: str = Field(pattern=ID_PATTERN)
-    site: str
-    kind: str
-    protocol: str
-    bus: str
-    name: str | None = None
-    # Silence after which the device counts as offline in P/devices.
-    offline_after: Duration | None = None
-    options: Options
-
-
 class RuleConfig(Section):
     type: str
     options: Options
@@ -117,6 +95,17 @@ class GatewayConfig(Section):
     devices: tuple[DeviceConfig, ...] = ()
     sites: tuple[SiteConfig, ...] = ()
     source: Path | None = None
+    # The tables this config was validated against; its buses, protocols and rules are
+    # built from the same ones (tests validate against extended tables).
+    _registry: Registry = PrivateAttr(default=STANDARD)
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    def with_registry(self, registry: Registry) -> GatewayConfig:
+        self._registry = registry
+        return self
 
     def bus(self, bus_id: str) -> BusConfig:
         return next(b for b in self.buses if b.id == bus_id)
@@ -153,19 +142,21 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def load_config(path: str | Path) -> GatewayConfig:
+def load_config(path: str | Path, registry: Registry = STANDARD) -> GatewayConfig:
     """Read and validate a config file; raise ConfigError with positions on any problem.
 
     ConfigError is the only exception this raises, whatever the file holds.
     """
-    from gateway.config_loader import load
+    from hearthgate.config_loader import load
 
-    return load(Path(path)).config
+    return load(Path(path), registry).config
 
 
-def parse_config_data(data: dict[str, Any], source: Path | None = None) -> GatewayConfig:
+def parse_config_data(
+    data: dict[str, Any], source: Path | None = None, registry: Registry = STANDARD
+) -> GatewayConfig:
     """Validate already-parsed data (tests, demo); problems are reported at line 1, column 1
     with the path of the offending key in the message."""
-    from gateway.config_loader import validate_data
+    from hearthgate.config_loader import validate_data
 
-    return validate_data(data, source).config
+    return validate_data(data, source, registry).config

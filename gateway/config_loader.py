@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -21,7 +21,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from gateway.config import (
+from hearthgate.config import (
     GATEWAY_ID_PATTERN,
     ID_PATTERN,
     BusConfig,
@@ -34,9 +34,10 @@ from gateway.config import (
     SiteConfig,
     UplinkSection,
 )
-from gateway.registry import BUS_TYPES, DEVICE_KINDS, PROTOCOLS, RULES, Options, load_plugins
-from gateway.secrets import SecretsFile, read_password_file, redact
-from gateway.yaml_positions import START, Loc, Mark, SourceMap, read_yaml
+from hearthgate.core.options import Options
+from hearthgate.registry import STANDARD, Registry
+from hearthgate.secrets import SecretsFile, read_password_file, redact
+from hearthgate.yaml_positions import START, Loc, Mark, SourceMap, read_yaml
 
 TOP_KEYS = ("gateway", "uplink", "buses", "devices", "sites")
 BUS_KEYS = tuple(k for k in BusConfig.model_fields if k != "options")
@@ -54,7 +55,7 @@ class LoadResult:
     warnings: list[ConfigProblem] = field(default_factory=list)
 
 
-def load(path: Path) -> LoadResult:
+def load(path: Path, registry: Registry = STANDARD) -> LoadResult:
     file = str(path)
     try:
         raw = path.read_bytes()
@@ -66,13 +67,15 @@ def load(path: Path) -> LoadResult:
     problems = secrets.problems + problems
     if problems:
         raise ConfigError(_finish(problems, secrets.used))
-    return _Validator(file, smap, path.parent, secrets.used).run(data, path)
+    return _Validator(file, smap, path.parent, secrets.used, registry).run(data, path)
 
 
-def validate_data(data: Any, source: Path | None = None) -> LoadResult:
+def validate_data(
+    data: Any, source: Path | None = None, registry: Registry = STANDARD
+) -> LoadResult:
     file = str(source) if source is not None else "<config>"
     base = source.parent if source is not None else Path.cwd()
-    return _Validator(file, SourceMap(file), base, []).run(data, source)
+    return _Validator(file, SourceMap(file), base, [], registry).run(data, source)
 
 
 def _at(file: str, mark: Mark, message: str, hint: str | None = None, *, warning: bool = False):
@@ -220,8 +223,11 @@ def _friendly(err: dict[str, Any], secret: bool) -> tuple[str, str | None]:
 
 
 class _Validator:
-    def __init__(self, file: str, smap: SourceMap, base_dir: Path, secrets: list[str]) -> None:
+    def __init__(
+        self, file: str, smap: SourceMap, base_dir: Path, secrets: list[str], registry: Registry
+    ) -> None:
         self.file = file
+        self.registry = registry
         self.smap = smap
         self.base_dir = base_dir
         self.secrets = secrets
@@ -349,7 +355,6 @@ class _Validator:
     # -- the whole file -----------------------------------------------------------------------
     def run(self, data: Any, source: Path | None) -> LoadResult:
         try:
-            load_plugins()
             config = self._run(data, source)
         except ConfigError:
             raise
@@ -391,7 +396,7 @@ class _Validator:
         sites = self._entries(data, "sites", "site", lambda i, raw: self._site(i, raw, devices))
         if self.problems or gateway is None or uplink is None:
             return None
-        return GatewayConfig.model_validate(
+        config = GatewayConfig.model_validate(
             {
                 "gateway": gateway,
                 "uplink": uplink,
@@ -401,6 +406,7 @@ class _Validator:
                 "source": source,
             }
         )
+        return config.with_registry(self.registry)
 
     def _entries(
         self, data: dict[str, Any], key: str, what: str, build: Callable[[int, dict], Any]
@@ -503,7 +509,7 @@ class _Validator:
         self,
         raw: dict[str, Any],
         key: str,
-        table: dict[str, Any],
+        table: Mapping[str, Any],
         locate: Locate,
         where: str,
         what: str,
@@ -535,7 +541,9 @@ class _Validator:
             return ("buses", i, *rel)
 
         where = self._where("bus", raw, i)
-        spec = self._registered(raw, "type", BUS_TYPES, locate, where, "bus types", BUS_KEYS)
+        spec = self._registered(
+            raw, "type", self.registry.bus_types, locate, where, "bus types", BUS_KEYS
+        )
         head, options = self._split(raw, BUS_KEYS, spec and spec.options, locate, where)
         checked = self.validate(
             BusConfig, {**head, "options": options or Options()}, locate, where, skip=("type",)
@@ -547,18 +555,20 @@ class _Validator:
             return ("devices", i, *rel)
 
         where = self._where("device", raw, i)
-        spec = self._registered(raw, "protocol", PROTOCOLS, locate, where, "protocols", DEVICE_KEYS)
+        spec = self._registered(
+            raw, "protocol", self.registry.protocols, locate, where, "protocols", DEVICE_KEYS
+        )
         kind = raw.get("kind")
         kind_ok = False
         if "kind" not in raw:
             if not self._typo_of(raw, ("kind",), locate, where, extra_keys=DEVICE_KEYS):
                 self.error(locate(()), f"{where}: missing required key 'kind'", key=True)
         else:
-            if not isinstance(kind, str) or kind not in DEVICE_KINDS:
+            if not isinstance(kind, str) or kind not in self.registry.device_kinds:
                 self.error(
                     locate(("kind",)),
                     f"{where}: unknown device kind {_show(kind)}",
-                    _one_of(kind, spec.kinds if spec else DEVICE_KINDS, "kinds"),
+                    _one_of(kind, spec.kinds if spec else self.registry.device_kinds, "kinds"),
                 )
             elif spec is not None and kind not in spec.kinds:
                 self.error(
@@ -613,8 +623,9 @@ class _Validator:
             bus_id = raw.get("bus")
             protocol = raw.get("protocol")
             bus = bus_by_id.get(bus_id) if isinstance(bus_id, str) else None
-            if bus is not None and isinstance(protocol, str) and protocol in PROTOCOLS:
-                spec = PROTOCOLS[protocol]
+            known = isinstance(protocol, str) and protocol in self.registry.protocols
+            if bus is not None and known:
+                spec = self.registry.protocols[protocol]
                 if bus.type not in spec.bus_types:
                     self.error(
                         ("devices", i, "bus"),
@@ -632,7 +643,7 @@ class _Validator:
 
     # -- sites and rules ----------------------------------------------------------------------
     def _site(self, i: int, raw: dict[str, Any], devices: list[DeviceConfig]) -> SiteConfig | None:
-        from rules.profiles import PROFILES, expand_rules
+        from hearthgate.rules.profiles import PROFILES, expand_rules
 
         def locate(rel: Loc) -> Loc:
             return ("sites", i, *rel)
@@ -694,7 +705,7 @@ class _Validator:
     ) -> list[Locate]:
         """Where each rule of the expanded list came from: an explicit entry, or the profile
         (whose rules have no place in the file but the `profile:` value)."""
-        from rules.profiles import PROFILES
+        from hearthgate.rules.profiles import PROFILES
 
         def at(loc: Loc) -> Locate:
             return lambda rel: (*loc, *rel)
@@ -729,7 +740,9 @@ class _Validator:
     ) -> RuleConfig | None:
         kind = rule.get("type")
         where = f"{site_where}, rule '{kind}'" if isinstance(kind, str) else f"{site_where}, rule"
-        spec = self._registered(rule, "type", RULES, locate, where, "rule types", RULE_KEYS)
+        spec = self._registered(
+            rule, "type", self.registry.rules, locate, where, "rule types", RULE_KEYS
+        )
         if spec is None:
             return None
         _, options = self._split(rule, RULE_KEYS, spec.options, locate, where)
@@ -837,7 +850,7 @@ class _Warnings:
             window = getattr(rule.options, "window", None)
             if not isinstance(window, int | float) or isinstance(window, bool):
                 continue
-            spec = RULES.get(rule.type)
+            spec = self.v.registry.rules.get(rule.type)
             chosen = getattr(rule.options, "devices", None)
             for i, d in devices:
                 poll = getattr(d.options, "poll", None)
@@ -848,7 +861,7 @@ class _Warnings:
                 if chosen is not None and d.id not in chosen:
                     continue
                 if poll > window:
-                    from gateway.durations import format_duration
+                    from hearthgate.core.durations import format_duration
 
                     self.warn(
                         ("devices", i, "poll"),

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import DeviceConfig, GatewayConfig
-from gateway.model import Instant, Observation, ObservationValue, isoformat
+from hearthgate.config import DeviceConfig, GatewayConfig
+from hearthgate.core.model import Instant, Observation, ObservationValue, isoformat
 
 # Readings that describe the device rather than the home.
 _HEALTH_METRICS = {"alive", "battery_pct", "linkquality", "rssi"}

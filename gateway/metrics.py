@@ -187,7 +187,7 @@ class GatewayMetrics:
 
     def __init__(self, version: str | None = None, registry: MetricsRegistry | None = None) -> None:
         if version is None:
-            from gateway import __version__ as version
+            from hearthgate import __version__ as version
         r = self.registry = registry if registry is not None else MetricsRegistry()
         self.observations = r.counter(
             "hearthgate_observations_total", "Observations received from devices, by metric.",

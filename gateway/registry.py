@@ -1,117 +1,141 @@
-"""Where bus types, device protocols and rule types announce themselves.
+"""The bus types, device protocols and rule types this gateway knows, as explicit tables.
 
-The config loader validates each bus, device and rule against the option model
-its entry declares, so adding a driver or a rule never edits the loader:
-a module in drivers/ or rules/ calls `register_*` at import time, and
-`load_plugins()` imports every module of those packages.
+Each driver module declares its `BUS_TYPE` or `PROTOCOL`, each rule module its
+`RULE_SPECS`; this module lists them, so what the gateway can run is read here, in one
+place, rather than discovered by importing packages for their side effects (the shape of
+pymodbus' `FRAMER_NAME_TO_CLASS`). The config loader validates each bus, device and rule
+against the option model of its entry, so adding a driver or a rule adds one line here and
+never edits the loader. Tests build their own `Registry` with `STANDARD.extended(...)`.
+
+Heavy dependencies (pymodbus, gpiozero) are imported inside the functions that need them,
+so importing the tables stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from hearthgate.core.options import Options
+from hearthgate.drivers import (
+    cjt188,
+    dlt645,
+    gpio,
+    modbus,
+    mqtt_bus,
+    osdp,
+    rflink,
+    serial_bus,
+    zigbee2mqtt,
+)
+from hearthgate.drivers.base import BusType, ProtocolSpec
+from hearthgate.rules import absence, doors, health, power, sos, water
+from hearthgate.rules.base import RuleSpec
 
-if TYPE_CHECKING:
-    from drivers.base import BusRuntime, Driver, DriverContext
-    from gateway.config import BusConfig, DeviceConfig
-    from rules.base import Rule
+__all__ = ["STANDARD", "BusType", "Options", "ProtocolSpec", "Registry", "RuleSpec"]
 
-
-class Options(BaseModel):
-    """Base of every option model: unknown keys are errors (contract §2)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class BusType:
-    name: str
-    options: type[Options]
-    # Builds the object that owns the link (a serial port, an MQTT connection).
-    open: Callable[[BusConfig, DriverContext], BusRuntime]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ProtocolSpec:
-    name: str
-    options: type[Options]  # device keys beyond id/site/kind/protocol/bus/name
-    kinds: frozenset[str]  # device kinds this protocol can drive
-    bus_types: frozenset[str]  # bus types it runs on
-    # Builds one driver for all devices of this protocol on one bus.
-    create: Callable[[BusRuntime, list[DeviceConfig], DriverContext], Driver]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    name: str
-    options: type[Options]
-    cls: type[Rule]
-    # Device kinds whose observations the rule reads; empty means any kind.
-    kinds: frozenset[str] = field(default_factory=frozenset)
-    description: str = ""
-
-
-BUS_TYPES: dict[str, BusType] = {}
-PROTOCOLS: dict[str, ProtocolSpec] = {}
-RULES: dict[str, RuleSpec] = {}
-
-# Device kinds the gateway knows (contract §2); drivers may add more.
-DEVICE_KINDS: set[str] = {
+# Device kinds the gateway knows (docs/configuration.md); a protocol may add more.
+BASE_DEVICE_KINDS = frozenset({
     "water_meter",
     "power_meter",
     "motion_sensor",
     "door_contact",
     "sos_button",
     "access_controller",
-}
+})
 
 
-def _add(table: dict[str, Any], name: str, entry: Any, what: str) -> None:
-    existing = table.get(name)
-    if existing is not None and existing != entry:
-        raise RuntimeError(f"{what} '{name}' is registered twice")
-    table[name] = entry
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
 
 
-def register_bus_type(entry: BusType) -> BusType:
-    _add(BUS_TYPES, entry.name, entry, "bus type")
-    return entry
+E = TypeVar("E", bound=_Named)
 
 
-def register_protocol(entry: ProtocolSpec) -> ProtocolSpec:
-    _add(PROTOCOLS, entry.name, entry, "protocol")
-    DEVICE_KINDS.update(entry.kinds)
-    return entry
+def _table(entries: Iterable[E], what: str) -> Mapping[str, E]:
+    table: dict[str, E] = {}
+    for entry in entries:
+        if entry.name in table and table[entry.name] != entry:
+            raise ValueError(f"{what} '{entry.name}' is listed twice")
+        table[entry.name] = entry
+    return MappingProxyType(table)
 
 
-def register_rule(entry: RuleSpec) -> RuleSpec:
-    _add(RULES, entry.name, entry, "rule type")
-    return entry
+@dataclass(frozen=True)
+class Registry:
+    """Three read-only tables: bus types, device protocols and rule types, by name.
 
+    Args:
+        bus_types: what `buses[].type` may name.
+        protocols: what `devices[].protocol` may name.
+        rules: what `sites[].rules[].type` (and a profile) may name.
 
-_loaded = False
-
-
-def load_plugins() -> None:
-    """Import every module of drivers/ and rules/ so that they register themselves.
-
-    Modules import their heavy dependencies (pymodbus, gpiozero) inside the
-    functions that need them, so loading the registry stays cheap.
+    Raises:
+        ValueError: (from `build` and `extended`) two different entries with one name.
     """
-    global _loaded
-    if _loaded:
-        return
-    for package_name in ("drivers", "rules"):
-        package = importlib.import_module(package_name)
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
-            if info.name.rsplit(".", 1)[-1].startswith("_"):
-                continue
-            importlib.import_module(info.name)
-    _loaded = True
+
+    bus_types: Mapping[str, BusType]
+    protocols: Mapping[str, ProtocolSpec]
+    rules: Mapping[str, RuleSpec]
+
+    @classmethod
+    def build(
+        cls,
+        bus_types: Iterable[BusType] = (),
+        protocols: Iterable[ProtocolSpec] = (),
+        rules: Iterable[RuleSpec] = (),
+    ) -> Registry:
+        return cls(
+            _table(bus_types, "bus type"),
+            _table(protocols, "protocol"),
+            _table(rules, "rule type"),
+        )
+
+    def extended(
+        self,
+        bus_types: Iterable[BusType] = (),
+        protocols: Iterable[ProtocolSpec] = (),
+        rules: Iterable[RuleSpec] = (),
+    ) -> Registry:
+        """A new registry with these entries added (tests add their own protocols)."""
+        return Registry.build(
+            [*self.bus_types.values(), *bus_types],
+            [*self.protocols.values(), *protocols],
+            [*self.rules.values(), *rules],
+        )
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Registry:
+        # Read-only tables of specs: a copy of a config shares them.
+        return self
+
+    @property
+    def device_kinds(self) -> frozenset[str]:
+        kinds = set(BASE_DEVICE_KINDS)
+        for spec in self.protocols.values():
+            kinds.update(spec.kinds)
+        return frozenset(kinds)
+
+
+STANDARD = Registry.build(
+    bus_types=[serial_bus.BUS_TYPE, mqtt_bus.BUS_TYPE, gpio.BUS_TYPE],
+    protocols=[
+        dlt645.PROTOCOL,
+        cjt188.PROTOCOL,
+        modbus.PROTOCOL,
+        zigbee2mqtt.PROTOCOL,
+        rflink.PROTOCOL,
+        osdp.PROTOCOL,
+        gpio.PROTOCOL,
+    ],
+    rules=[
+        *sos.RULE_SPECS,
+        *absence.RULE_SPECS,
+        *water.RULE_SPECS,
+        *doors.RULE_SPECS,
+        *power.RULE_SPECS,
+        *health.RULE_SPECS,
+    ],
+)

@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from gateway.model import AlertTransition, Instant, Observation, ObservationValue
-from rules.engine import RuleEngine
+from hearthgate.core.model import AlertTransition, Instant, Observation, ObservationValue
+from hearthgate.engine_builder import build_engine
+from hearthgate.registry import STANDARD, Registry
+from hearthgate.rules.engine import RuleEngine
 
 MAX_LINE_BYTES = 64 * 1024
 MAX_STRING = 1024
@@ -185,12 +187,16 @@ def replay_events(engine: RuleEngine, events: list[Event]) -> list[AlertTransiti
 
 
 def run_replay(
-    config_path: Path, events_path: Path, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr
+    config_path: Path,
+    events_path: Path,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+    registry: Registry = STANDARD,
 ) -> int:
-    from gateway.config import ConfigError, load_config
+    from hearthgate.config import ConfigError, load_config
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, registry)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.format(), file=err)
@@ -205,7 +211,7 @@ def run_replay(
     except EventError as exc:
         print(f"{events_path}:{exc.line}: error: {exc.message}", file=err)
         return 2
-    engine = RuleEngine.from_config(config)
+    engine = build_engine(config)
     tz = config.gateway.tz
     for transition in replay_events(engine, events):
         payload = transition.to_payload(config.gateway.id, tz)

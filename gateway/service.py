@@ -17,20 +17,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from drivers.base import DriverContext
-from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig
-from gateway.health import DeviceHealth
-from gateway.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
-from gateway.model import AlertTransition, Instant, Observation, Priority, isoformat
-from gateway.registry import BUS_TYPES, PROTOCOLS, load_plugins
-from gateway.sdnotify import SystemdNotifier
-from gateway.store import Store
-from gateway.supervisor import Supervisor
-from gateway.telemetry import TelemetryBatcher
-from gateway.uplink import CommandError, Uplink
-from gateway.views import DEVICES_FILE, runtime_dir
-from rules.engine import RuleEngine, UnknownAlert
+from hearthgate.config import GatewayConfig
+from hearthgate.core.clock import Clock, SystemClock
+from hearthgate.core.model import AlertTransition, Instant, Observation, Priority, isoformat
+from hearthgate.drivers.base import DriverContext
+from hearthgate.engine_builder import build_engine
+from hearthgate.health import DeviceHealth
+from hearthgate.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
+from hearthgate.rules.engine import UnknownAlert
+from hearthgate.sdnotify import SystemdNotifier
+from hearthgate.store import Store
+from hearthgate.supervisor import Supervisor
+from hearthgate.telemetry import TelemetryBatcher
+from hearthgate.uplink import CommandError, Uplink
+from hearthgate.views import DEVICES_FILE, runtime_dir
 
 log = logging.getLogger("hearthgate.service")
 
@@ -71,7 +71,6 @@ class Gateway:
     def __init__(
         self, config: GatewayConfig, *, clock: Clock | None = None, data_dir: Path | None = None
     ) -> None:
-        load_plugins()
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.data_dir = data_dir or config.gateway.data_dir
@@ -79,7 +78,7 @@ class Gateway:
         self.queue: asyncio.Queue[Observation] = asyncio.Queue()
         self.ctx = DriverContext(self.clock, self._accept)
         self.health = DeviceHealth(config)
-        self.engine = RuleEngine.from_config(config)
+        self.engine = build_engine(config)
         self.batcher = TelemetryBatcher(self.tz)
         self.counts: Counter[str] = Counter()
         self.alert_counts: Counter[tuple[str, str]] = Counter()
@@ -148,11 +147,12 @@ class Gateway:
             if not devices:
                 continue
             try:
-                runtime = BUS_TYPES[bus.type].open(bus, self.ctx)
+                runtime = self.config.registry.bus_types[bus.type].open(bus, self.ctx)
                 drivers = []
                 for protocol in sorted({d.protocol for d in devices}):
                     mine = [d for d in devices if d.protocol == protocol]
-                    drivers.append((protocol, PROTOCOLS[protocol].create(runtime, mine, self.ctx)))
+                    spec = self.config.registry.protocols[protocol]
+                    drivers.append((protocol, spec.create(runtime, mine, self.ctx)))
             except Exception:
                 # A bus that cannot even be set up must not stop the others.
                 log.exception("bus %s could not be set up; its devices stay offline", bus.id)

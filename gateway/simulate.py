@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 # kind -> (module with `simulate_main(kind, argv) -> int`, what it simulates)
 SIMULATORS: dict[str, tuple[str, str]] = {
-    "dlt645": ("drivers.simulators.meters", "DL/T 645-2007 electricity meters on a serial line"),
-    "cjt188": ("drivers.simulators.meters", "CJ/T 188-2004 water meters on a serial line"),
-    "sdm120": ("drivers.simulators.meters", "Eastron SDM120 Modbus RTU meters on a serial line"),
-    "rflink": ("drivers.simulators.presence", "an RFLink 433 MHz receiver hearing buttons"),
-    "osdp": ("drivers.simulators.presence", "an OSDP reader / access controller on RS-485"),
-    "zigbee2mqtt": ("drivers.simulators.presence", "zigbee2mqtt publishing device states"),
+    "dlt645": ("hearthgate.simulators.meters", "DL/T 645-2007 electricity meters on a serial line"),
+    "cjt188": ("hearthgate.simulators.meters", "CJ/T 188-2004 water meters on a serial line"),
+    "sdm120": ("hearthgate.simulators.meters", "Eastron SDM120 Modbus RTU meters on a serial line"),
+    "rflink": ("hearthgate.simulators.presence", "an RFLink 433 MHz receiver hearing buttons"),
+    "osdp": ("hearthgate.simulators.presence", "an OSDP reader / access controller on RS-485"),
+    "zigbee2mqtt": ("hearthgate.simulators.presence", "zigbee2mqtt publishing device states"),
 }
 
 EXIT_USAGE = 2

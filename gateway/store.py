@@ -28,7 +28,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.model import AlertTransition, Priority
+from hearthgate.core.model import AlertTransition, Priority
 
 log = logging.getLogger("hearthgate.store")
 

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway.model import Observation, isoformat
+from hearthgate.core.model import Observation, isoformat
 
 MAX_READINGS = 500  # per message; keeps messages well under common broker limits
 

@@ -28,11 +28,11 @@ from typing import Any
 
 import aiomqtt
 
-from gateway import __version__
-from gateway.config import GatewayConfig
-from gateway.model import Priority, isoformat, utc_now
-from gateway.mqtt_socket import NO_DELAY
-from gateway.store import OutboxItem, Store
+from hearthgate import __version__
+from hearthgate.config import GatewayConfig
+from hearthgate.core.model import Priority, isoformat, utc_now
+from hearthgate.core.mqtt_socket import NO_DELAY
+from hearthgate.store import OutboxItem, Store
 
 log = logging.getLogger("hearthgate.uplink")
 

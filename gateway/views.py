@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.config import GatewayConfig
-from gateway.model import utc_now
-from gateway.store import read_alerts, read_only, read_state
+from hearthgate.config import GatewayConfig
+from hearthgate.core.model import utc_now
+from hearthgate.store import read_alerts, read_only, read_state
 
 DEVICES_FILE = "devices.json"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import ConfigProblem
+from hearthgate.config import ConfigProblem
 
 Loc = tuple[str | int, ...]
 

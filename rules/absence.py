@@ -16,11 +16,21 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from gateway.durations import Duration, TimeRange, TimeRangeField
-from gateway.model import Instant, Observation, Severity
-from gateway.registry import RuleSpec, register_rule
-from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, Signal, ago, back, span_text
-from rules.schedule import Schedule
+from hearthgate.core.durations import Duration, TimeRange, TimeRangeField
+from hearthgate.core.model import Instant, Observation, Severity
+from hearthgate.rules.base import (
+    Clear,
+    Raise,
+    Rule,
+    RuleOptions,
+    RuleSite,
+    RuleSpec,
+    Signal,
+    ago,
+    back,
+    span_text,
+)
+from hearthgate.rules.schedule import Schedule
 
 EPS = 1e-6
 
@@ -276,23 +286,20 @@ class NoExitRule(AbsenceRule):
         )
 
 
-register_rule(
+RULE_SPECS = (
     RuleSpec(
         "no_water", NoWaterOptions, NoWaterRule, kinds=frozenset({"water_meter"}),
         description="no water used for `window` (not counted while away or meters offline)",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "inactivity", InactivityOptions, InactivityRule, kinds=frozenset({"motion_sensor"}),
         description="no motion for `window`, counting only `active_hours` while home",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "no_exit", NoExitOptions, NoExitRule, kinds=frozenset({"door_contact"}),
         description="the door has not opened for `window`",
-    )
+    ),
 )
+
 
 __all__ = ["AbsenceRule", "ago", "back", "water_used"]

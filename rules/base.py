@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity, isoformat
-from gateway.registry import Options
-from rules.site_state import DeviceHealth, Presence, SiteState
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import Instant, Observation, Severity, isoformat
+from hearthgate.core.options import Options
+from hearthgate.rules.site_state import DeviceHealth, Presence, SiteState
 
 
 class RuleOptions(Options):
@@ -166,3 +166,19 @@ def span_text(rule: Rule, seconds: float) -> str:
     if seconds >= 3600:
         return rule.t(f"{seconds / 3600:g} 小时", f"{seconds / 3600:g} h")
     return rule.t(f"{seconds / 60:g} 分钟", f"{seconds / 60:g} min")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule type (`sites[].rules[].type`): its option model and its state machine.
+
+    Each rule module declares its specs in `RULE_SPECS`; `hearthgate.registry` lists them.
+    """
+
+    name: str
+    options: type[Options]
+    cls: type[Rule]
+    # Device kinds whose observations the rule reads; empty means any kind.
+    kinds: frozenset[str] = field(default_factory=frozenset)
+    description: str = ""
+

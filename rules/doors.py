@@ -7,11 +7,21 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from gateway.durations import Duration, TimeRange, TimeRangeField
-from gateway.model import Instant, Observation, Severity
-from gateway.registry import RuleSpec, register_rule
-from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, Signal, ago, back, span_text
-from rules.schedule import Schedule
+from hearthgate.core.durations import Duration, TimeRange, TimeRangeField
+from hearthgate.core.model import Instant, Observation, Severity
+from hearthgate.rules.base import (
+    Clear,
+    Raise,
+    Rule,
+    RuleOptions,
+    RuleSite,
+    RuleSpec,
+    Signal,
+    ago,
+    back,
+    span_text,
+)
+from hearthgate.rules.schedule import Schedule
 
 
 class _TimedAlertRule(Rule):
@@ -206,23 +216,21 @@ class AccessDeniedRepeatedRule(_TimedAlertRule):
             self.denied[d] = deque(saved_at.mono - float(a) for a in ages)
 
 
-register_rule(
+RULE_SPECS = (
     RuleSpec(
         "door_night", DoorNightOptions, DoorNightRule, kinds=frozenset({"door_contact"}),
         description="a door opens inside `quiet_hours`; clears after `cooldown`",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "door_held_open", DoorHeldOpenOptions, DoorHeldOpenRule,
         kinds=frozenset({"door_contact"}),
         description="a door stays open longer than `after`",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "access_denied_repeated", AccessDeniedOptions, AccessDeniedRepeatedRule,
         kinds=frozenset({"access_controller"}),
         description="`count` denied card reads within `within` at one controller",
-    )
+    ),
 )
+
+

@@ -31,13 +31,22 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from gateway.model import AlertState, AlertTransition, Instant, Observation, Severity, new_id
-from gateway.registry import RULES
-from rules.base import Clear, Raise, Rule, RuleSite, Signal, SiteDevice
-from rules.health import DEFAULT_OFFLINE_AFTER, KIND_OFFLINE_AFTER, NO_HEARTBEAT_PROTOCOLS
-from rules.site_state import DeviceHealth, Presence, SiteState
+from hearthgate.core.model import (
+    AlertState,
+    AlertTransition,
+    Instant,
+    Observation,
+    Severity,
+    new_id,
+)
+from hearthgate.rules.base import Clear, Raise, Rule, Signal, SiteDevice
+from hearthgate.rules.health import (
+    DEFAULT_OFFLINE_AFTER,
+    KIND_OFFLINE_AFTER,
+    NO_HEARTBEAT_PROTOCOLS,
+)
+from hearthgate.rules.site_state import SiteState
 
 log = logging.getLogger("hearthgate.rules")
 
@@ -102,38 +111,6 @@ class RuleEngine:
         for rules in rules_by_site.values():
             for rule in rules:
                 self.sites.setdefault(rule.site.site_id, rule.site.state)
-
-    @classmethod
-    def from_config(cls, config: Any, **kwargs: Any) -> RuleEngine:
-        """Build every site's rules from a loaded `GatewayConfig`."""
-        tz = ZoneInfo(config.gateway.timezone)
-        rules_by_site: dict[str, list[Rule]] = {}
-        for site in config.sites:
-            devices = tuple(
-                SiteDevice(d.id, d.kind, d.protocol, d.offline_after, getattr(d, "name", None))
-                for d in config.devices
-                if d.site == site.id
-            )
-            site_after = next(
-                (
-                    getattr(rc.options, "after", None)
-                    for rc in site.rules
-                    if rc.type == "device_offline"
-                ),
-                None,
-            )
-            state = SiteState(
-                Presence(
-                    any(d.kind == "door_contact" for d in devices)
-                    and any(d.kind == "motion_sensor" for d in devices)
-                ),
-                DeviceHealth({d.id: offline_threshold(d, site_after) for d in devices}),
-            )
-            rsite = RuleSite(
-                site.id, site.resident, tz, config.gateway.language, devices, state
-            )
-            rules_by_site[site.id] = [RULES[rc.type].cls(rsite, rc.options) for rc in site.rules]
-        return cls(rules_by_site, **kwargs)
 
     # -- clocks ---------------------------------------------------------------
 

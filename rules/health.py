@@ -7,10 +7,18 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity, isoformat
-from gateway.registry import RuleSpec, register_rule
-from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, Signal, span_text
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import Instant, Observation, Severity, isoformat
+from hearthgate.rules.base import (
+    Clear,
+    Raise,
+    Rule,
+    RuleOptions,
+    RuleSite,
+    RuleSpec,
+    Signal,
+    span_text,
+)
 
 # Silence after which a device of this kind counts as offline, when neither the device's
 # `offline_after` nor the site's `device_offline.after` says otherwise. Polled meters
@@ -196,18 +204,16 @@ class TamperRule(Rule):
         self.raised = set(state.get("raised", []))
 
 
-register_rule(
+RULE_SPECS = (
     RuleSpec(
         "device_offline", DeviceOfflineOptions, DeviceOfflineRule,
         description="a device of the site is silent longer than `after` or unreachable",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "battery_low", BatteryLowOptions, BatteryLowRule,
         description="battery below `below` % (clears at `below + hysteresis`)",
-    )
+    ),
+    RuleSpec("tamper", TamperOptions, TamperRule, description="a device reports tamper"),
 )
-register_rule(
-    RuleSpec("tamper", TamperOptions, TamperRule, description="a device reports tamper")
-)
+
+

@@ -7,10 +7,20 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity
-from gateway.registry import RuleSpec, register_rule
-from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, Signal, ago, back, span_text
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import Instant, Observation, Severity
+from hearthgate.rules.base import (
+    Clear,
+    Raise,
+    Rule,
+    RuleOptions,
+    RuleSite,
+    RuleSpec,
+    Signal,
+    ago,
+    back,
+    span_text,
+)
 
 
 class NoPowerUseOptions(RuleOptions):
@@ -186,15 +196,14 @@ class PowerHighRule(Rule):
         self.raised = set(state.get("raised", []))
 
 
-register_rule(
+RULE_SPECS = (
     RuleSpec(
         "no_power_use", NoPowerUseOptions, NoPowerUseRule, kinds=frozenset({"power_meter"}),
         description="less than `min_kwh` used in `window`",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "power_high", PowerHighOptions, PowerHighRule, kinds=frozenset({"power_meter"}),
         description="power above `above` W for `window` (a stove left on)",
-    )
+    ),
 )
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.durations import TimeRange
+from hearthgate.core.durations import TimeRange
 
 
 class Schedule:

@@ -18,7 +18,7 @@ import enum
 from collections import deque
 from typing import Any
 
-from gateway.model import Instant, Observation
+from hearthgate.core.model import Instant, Observation
 
 MOTION_METRICS = frozenset({"motion", "occupancy"})
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity, isoformat
-from gateway.registry import RuleSpec, register_rule
-from rules.base import Raise, Rule, RuleOptions, RuleSite, Signal
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import Instant, Observation, Severity, isoformat
+from hearthgate.rules.base import Raise, Rule, RuleOptions, RuleSite, RuleSpec, Signal
 
 
 class SosOptions(RuleOptions):
@@ -72,21 +71,20 @@ class FallRule(SosRule):
         ]
 
 
-register_rule(
+RULE_SPECS = (
     RuleSpec(
         "sos",
         SosOptions,
         SosRule,
         kinds=frozenset({"sos_button"}),
         description="an SOS press raises a critical alert at once; cleared when acknowledged",
-    )
-)
-register_rule(
+    ),
     RuleSpec(
         "fall",
         SosOptions,
         FallRule,
         kinds=frozenset({"fall_sensor", "sos_button"}),
         description="a fall report raises a critical alert at once; cleared when acknowledged",
-    )
+    ),
 )
+

@@ -14,11 +14,21 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from gateway.durations import Duration
-from gateway.model import Instant, Observation, Severity
-from gateway.registry import RuleSpec, register_rule
-from rules.absence import water_used
-from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, Signal, ago, back, span_text
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import Instant, Observation, Severity
+from hearthgate.rules.absence import water_used
+from hearthgate.rules.base import (
+    Clear,
+    Raise,
+    Rule,
+    RuleOptions,
+    RuleSite,
+    RuleSpec,
+    Signal,
+    ago,
+    back,
+    span_text,
+)
 
 
 class ContinuousWaterOptions(RuleOptions):
@@ -124,10 +134,10 @@ class ContinuousWaterRule(Rule):
             )
 
 
-register_rule(
+RULE_SPECS = (
     RuleSpec(
         "continuous_water", ContinuousWaterOptions, ContinuousWaterRule,
         kinds=frozenset({"water_meter"}),
         description="water used without a pause of `interval` for `window`",
-    )
+    ),
 )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gateway.clock import SimulatedClock
-from gateway.local_broker import MosquittoBroker
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.devkit.local_broker import MosquittoBroker
 
 REPO = Path(__file__).resolve().parent.parent
 

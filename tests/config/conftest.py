@@ -1,22 +1,23 @@
 """Test-only bus types, protocols and rules, so config tests do not wait for real drivers.
 
-They are added to the registry for one test and removed after, leaving whatever the real
-plugins registered untouched.
+They extend the standard tables into `TEST_REGISTRY`, which the config tests validate
+against (`load_config`, `parse_config_data` and `load` below bind it); the standard tables
+stay untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 from typing import Any, Literal
 
 import pytest
 from pydantic import Field
 
-from gateway import registry
-from gateway.durations import Duration, TimeRangeField
-from gateway.registry import BusType, Options, ProtocolSpec, RuleSpec, load_plugins
-from rules.base import RuleOptions
-from rules.sos import SosRule
+from hearthgate import config, config_loader
+from hearthgate.core.durations import Duration, TimeRangeField
+from hearthgate.registry import STANDARD, BusType, Options, ProtocolSpec, Registry, RuleSpec
+from hearthgate.rules.base import RuleOptions
+from hearthgate.rules.sos import SosRule
 
 
 class SerialTestOptions(Options):
@@ -71,30 +72,13 @@ TEST_PROTOCOLS = [
 ]
 TEST_RULES = [
     RuleSpec("t_window", WindowTestOptions, SosRule, kinds=frozenset({"water_meter"})),
-    # Stands in for the real `no_water` until the rules branch is merged.
-    RuleSpec("no_water", WindowTestOptions, SosRule, kinds=frozenset({"water_meter"})),
 ]
+TEST_REGISTRY = STANDARD.extended(TEST_BUS_TYPES, TEST_PROTOCOLS, TEST_RULES)
+load_config = functools.partial(config.load_config, registry=TEST_REGISTRY)
+parse_config_data = functools.partial(config.parse_config_data, registry=TEST_REGISTRY)
+load = functools.partial(config_loader.load, registry=TEST_REGISTRY)
 
 
 @pytest.fixture
-def test_registry() -> Iterator[None]:
-    load_plugins()
-    kinds = set(registry.DEVICE_KINDS)
-    added: list[tuple[dict[str, Any], str]] = []
-    for table, entries in (
-        (registry.BUS_TYPES, TEST_BUS_TYPES),
-        (registry.PROTOCOLS, TEST_PROTOCOLS),
-        (registry.RULES, TEST_RULES),
-    ):
-        for entry in entries:
-            if entry.name not in table:
-                table[entry.name] = entry
-                added.append((table, entry.name))
-    registry.DEVICE_KINDS.update(k for p in TEST_PROTOCOLS for k in p.kinds)
-    try:
-        yield
-    finally:
-        for table, name in added:
-            del table[name]
-        registry.DEVICE_KINDS.clear()
-        registry.DEVICE_KINDS.update(kinds)
+def test_registry() -> Registry:
+    return TEST_REGISTRY

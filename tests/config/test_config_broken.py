@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.check import run_check
-from gateway.config import ConfigError, load_config
+from hearthgate.check import run_check
+from hearthgate.config import ConfigError
+from tests.config.conftest import TEST_REGISTRY, load_config
 
 BROKEN = Path(__file__).parent / "broken"
 SECRET_VALUE = "pa55-w0rd-never-shown"
@@ -62,7 +63,6 @@ def test_there_are_enough_broken_files() -> None:
         assert _expectations(path)[0], f"{path.name} states no '# expect:'"
 
 
-@pytest.mark.usefixtures("test_registry")
 @pytest.mark.parametrize("src", BROKEN_FILES, ids=lambda p: p.stem)
 def test_broken_file(src: Path, tmp_path: Path) -> None:
     expects, hints, with_secrets = _expectations(src)
@@ -82,7 +82,7 @@ def test_broken_file(src: Path, tmp_path: Path) -> None:
         assert any(p.hint and hint in p.hint for p in problems), (hint, problems)
 
     out, err = io.StringIO(), io.StringIO()
-    assert run_check(path, out, err) == 2
+    assert run_check(path, out, err, TEST_REGISTRY) == 2
     assert out.getvalue() == ""
     text = err.getvalue()
     assert "Traceback" not in text
@@ -95,10 +95,9 @@ def test_broken_file(src: Path, tmp_path: Path) -> None:
         ), text
 
 
-@pytest.mark.usefixtures("test_registry")
 def test_check_stderr_is_only_error_and_hint_lines(tmp_path: Path) -> None:
     path = _place(BROKEN / "rule_device_kind.yaml", tmp_path, True)
     out, err = io.StringIO(), io.StringIO()
-    assert run_check(path, out, err) == 2
+    assert run_check(path, out, err, TEST_REGISTRY) == 2
     for line in err.getvalue().splitlines():
         assert re.match(rf"^{re.escape(str(path))}:\d+:\d+: error: |^  hint: ", line), line

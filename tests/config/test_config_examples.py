@@ -13,9 +13,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.check import run_check
-from gateway.config_schema import build_schema, render
-from gateway.yaml_positions import read_yaml
+from hearthgate.check import run_check
+from hearthgate.config_schema import build_schema, render
+from hearthgate.yaml_positions import read_yaml
+from tests.config.conftest import TEST_REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "config").glob("*.yaml"))
@@ -30,7 +31,7 @@ def _data(path: Path) -> Any:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_checks_with_exit_0(path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
-    assert run_check(path, out, err) == 0, err.getvalue()
+    assert run_check(path, out, err, TEST_REGISTRY) == 0, err.getvalue()
     assert out.getvalue().startswith(f"{path}: ok: ")
     assert "error" not in err.getvalue()
 
@@ -44,12 +45,12 @@ def test_every_example_names_the_schema(path: Path) -> None:
 def test_committed_schema_is_current() -> None:
     # A fresh process: other tests register stand-in protocols in this one's registry.
     fresh = subprocess.run(
-        [sys.executable, "-m", "gateway.config_schema"], capture_output=True, text=True,
+        [sys.executable, "-m", "hearthgate.config_schema"], capture_output=True, text=True,
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, check=True,
     ).stdout
     committed = (REPO / "config" / "schema.json").read_text(encoding="utf-8")
     assert committed == fresh, (
-        "config/schema.json is stale: run `python -m gateway.config_schema > config/schema.json`"
+        "config/schema.json is stale: run `python -m hearthgate.config_schema > config/schema.json`"
     )
 
 
@@ -59,7 +60,7 @@ def test_schema_is_a_valid_json_schema() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_validate_against_the_schema(path: Path) -> None:
-    jsonschema.Draft202012Validator(build_schema()).validate(_data(path))
+    jsonschema.Draft202012Validator(build_schema(TEST_REGISTRY)).validate(_data(path))
 
 
 GOOD_WITH_TEST_TYPES = {
@@ -83,9 +84,8 @@ GOOD_WITH_TEST_TYPES = {
 }
 
 
-@pytest.mark.usefixtures("test_registry")
 def test_schema_follows_the_registry() -> None:
-    validator = jsonschema.Draft202012Validator(build_schema())
+    validator = jsonschema.Draft202012Validator(build_schema(TEST_REGISTRY))
     assert list(validator.iter_errors(GOOD_WITH_TEST_TYPES)) == []
 
     def errors(mutate: Any) -> list[str]:
@@ -111,7 +111,7 @@ def test_hearthgate_check_through_the_cli() -> None:
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", "config/minimal.yaml"],
+        [sys.executable, "-m", "hearthgate", "check", "-c", "config/minimal.yaml"],
         capture_output=True,
         text=True,
         cwd=REPO,

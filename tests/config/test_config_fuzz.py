@@ -6,15 +6,14 @@ import io
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.check import run_check
-from gateway.config import ConfigError, load_config, parse_config_data
+from hearthgate.check import run_check
+from hearthgate.config import ConfigError
 from tests.config.config_samples import GOOD
+from tests.config.conftest import TEST_REGISTRY, load_config, parse_config_data
 
-pytestmark = pytest.mark.usefixtures("test_registry")
 FUZZ = settings(
     max_examples=200,
     deadline=None,
@@ -85,7 +84,7 @@ def _check_file(tmp_path: Path, content: str | bytes) -> None:
         for p in exc.problems:
             assert p.line >= 1 and p.col >= 1 and p.message
     out, err = io.StringIO(), io.StringIO()
-    assert run_check(path, out, err) in (0, 2), err.getvalue()
+    assert run_check(path, out, err, TEST_REGISTRY) in (0, 2), err.getvalue()
 
 
 @FUZZ

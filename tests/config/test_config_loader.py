@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from gateway.check import run_check
-from gateway.config import ConfigError, load_config, parse_config_data
-from gateway.config_loader import load
+from hearthgate.check import run_check
+from hearthgate.config import ConfigError
 from tests.config.config_samples import GOOD
+from tests.config.conftest import TEST_REGISTRY, load, load_config, parse_config_data
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-pytestmark = pytest.mark.usefixtures("test_registry")
 
 
 def pos(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
@@ -39,7 +38,7 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
 
 def check(path: Path) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = run_check(path, out, err)
+    code = run_check(path, out, err, TEST_REGISTRY)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -72,7 +71,7 @@ def test_python_m_gateway_check(tmp_path: Path) -> None:
     bad = write(tmp_path, text)
     line, col = pos(text, "prt")
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.check", "-c", str(bad)],
+        [sys.executable, "-m", "hearthgate.check", "-c", str(bad)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -313,7 +312,7 @@ def test_check_prints_warnings_and_still_exits_0(tmp_path: Path) -> None:
 
 
 def test_redact_hides_quoted_and_long_secrets_only() -> None:
-    from gateway.secrets import redact
+    from hearthgate.secrets import redact
 
     assert redact("got 'ab', not a number", ["ab"]) == "got '***', not a number"
     assert redact("a bad value at b", ["a"]) == "a bad value at b"

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import demo
-from gateway.cli import main as cli_main
-from gateway.demo_clock import PacedClock
-from gateway.demo_console import CareWorker, PlatformConsole
-from gateway.testkit import REPO
+from hearthgate.cli import main as cli_main
+from hearthgate.demo import runner as demo
+from hearthgate.demo.clock import PacedClock
+from hearthgate.demo.console import CareWorker, PlatformConsole
+from hearthgate.devkit.testkit import REPO
 
 P = "hearthgate/gw-demo-0001"
 
@@ -55,7 +55,7 @@ def test_a_day_runs_to_its_summary_and_leaves_nothing_behind(tmp_path: Path) -> 
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
     began = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--speed", "3600", "--hours", "24"],
+        [sys.executable, "-m", "hearthgate", "demo", "--speed", "3600", "--hours", "24"],
         capture_output=True, text=True, env=env, timeout=90, cwd=REPO,
     )
     took = time.monotonic() - began
@@ -116,7 +116,7 @@ def test_interrupted_it_stops_cleanly_with_a_summary_so_far(tmp_path: Path) -> N
     # Its own session, as a terminal's Ctrl-C reaches the whole foreground group (the
     # brokers too).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--speed", "3600"],
+        [sys.executable, "-m", "hearthgate", "demo", "--speed", "3600"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
         start_new_session=True,
     )
@@ -314,9 +314,8 @@ async def test_care_worker_acks_open_alerts_only_after_its_delay() -> None:
 
 
 def test_the_days_config_scenario_and_usage_agree(tmp_path: Path) -> None:
-    from drivers.scenario import devices_from_config, parse_scenario, timeline
-    from gateway.config import parse_config_data
-    from gateway.demo_day import (
+    from hearthgate.config import parse_config_data
+    from hearthgate.demo.day import (
         DAY,
         DAY_START,
         POWER_METERS,
@@ -325,6 +324,7 @@ def test_the_days_config_scenario_and_usage_agree(tmp_path: Path) -> None:
         offset_of,
         usage_timeline,
     )
+    from hearthgate.simulators.scenario import devices_from_config, parse_scenario, timeline
 
     config = parse_config_data(build_config(tmp_path, 1883, 1884, "/dev/null", "/dev/null", "en"))
     devices = {d.id for d in config.devices}

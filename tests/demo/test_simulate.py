@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers import dlt645_codec
-from drivers.serial_bus import SerialBus, SerialBusOptions
-from gateway.cli import main as cli_main
-from gateway.simulate import SIMULATORS, entry_point, run_simulator
-from gateway.testkit import REPO
+from hearthgate.cli import main as cli_main
+from hearthgate.devkit.testkit import REPO
+from hearthgate.drivers import dlt645_codec
+from hearthgate.drivers.serial_bus import SerialBus, SerialBusOptions
+from hearthgate.simulate import SIMULATORS, entry_point, run_simulator
 
 
 def test_unknown_kind_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,7 +49,7 @@ async def test_a_meter_simulator_through_the_cli_answers_real_frames(tmp_path: P
     link = tmp_path / "ttyDLT"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "simulate", "dlt645", "--link", str(link),
+        sys.executable, "-m", "hearthgate", "simulate", "dlt645", "--link", str(link),
         "--meter", "000000005678=321.09", "--duration", "20",
         cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
     )

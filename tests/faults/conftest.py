@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import PlatformSubscriber
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import PlatformSubscriber
 from tests.faults.faultkit import P
 
 # The home's zigbee2mqtt broker and a zigbee2mqtt stand-in on it, as the spine tests have them.

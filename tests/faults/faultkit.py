@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, Received, config_head
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, Received, config_head
+from hearthgate.registry import STANDARD, Registry
 
 GW = "gw-fault-0001"
 P = f"hearthgate/{GW}"
@@ -164,12 +165,13 @@ class InProcessGateway:
     """A `Gateway` run as a task in the test's own event loop, with real I/O: for faults that
     need a hand inside (a clock, a registry entry, the store's flags)."""
 
-    def __init__(self, config_path: Path, **kwargs: Any) -> None:
-        from gateway.config import load_config
-        from gateway.service import Gateway
+    def __init__(
+        self, config_path: Path, *, registry: Registry = STANDARD, **kwargs: Any
+    ) -> None:
+        from hearthgate.config import load_config
+        from hearthgate.service import Gateway
 
-        load_plugins_first()
-        self.gateway = Gateway(load_config(config_path), **kwargs)
+        self.gateway = Gateway(load_config(config_path, registry), **kwargs)
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.log_lines: list[str] = []
@@ -219,8 +221,3 @@ class _ListHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
 
-
-def load_plugins_first() -> None:
-    from gateway.registry import load_plugins
-
-    load_plugins()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.clock import SimulatedClock
+from hearthgate.core.clock import SimulatedClock
 from tests.faults.faultkit import (
     ALERTS,
     InProcessGateway,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import Store
+from hearthgate.store import Store
 from tests.faults.faultkit import (
     ALERTS,
     InProcessGateway,

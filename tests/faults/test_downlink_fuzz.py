@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from gateway.testkit import GatewayProcess
+from hearthgate.devkit.testkit import GatewayProcess
 from tests.faults.faultkit import (
     ALERTS,
     RESULTS,

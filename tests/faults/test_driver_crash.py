@@ -12,18 +12,10 @@ import itertools
 import time
 from typing import Any
 
-from drivers.base import DriverContext
-from drivers.mqtt_bus import MqttBus
-from gateway.config import BusConfig, DeviceConfig
-from gateway.registry import (
-    BUS_TYPES,
-    PROTOCOLS,
-    BusType,
-    Options,
-    ProtocolSpec,
-    register_bus_type,
-    register_protocol,
-)
+from hearthgate.config import BusConfig, DeviceConfig
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.mqtt_bus import MqttBus
+from hearthgate.registry import STANDARD, BusType, Options, ProtocolSpec
 from tests.faults.faultkit import (
     ALERTS,
     InProcessGateway,
@@ -78,23 +70,24 @@ class RaisingHandlerDriver:
         return None
 
 
-if "idle_test" not in BUS_TYPES:
-    register_bus_type(BusType("idle_test", NoOptions, IdleBus))
-if "crashing_test" not in PROTOCOLS:
-    register_protocol(ProtocolSpec("crashing_test", NoOptions, frozenset({"sos_button"}),
-                                   frozenset({"idle_test"}), CrashingDriver))
-if "raising_test" not in PROTOCOLS:
-    register_protocol(ProtocolSpec("raising_test", TopicOptions, frozenset({"sos_button"}),
-                                   frozenset({"mqtt"}), RaisingHandlerDriver))
+CRASH_REGISTRY = STANDARD.extended(
+    bus_types=[BusType("idle_test", NoOptions, IdleBus)],
+    protocols=[
+        ProtocolSpec("crashing_test", NoOptions, frozenset({"sos_button"}),
+                     frozenset({"idle_test"}), CrashingDriver),
+        ProtocolSpec("raising_test", TopicOptions, frozenset({"sos_button"}),
+                     frozenset({"mqtt"}), RaisingHandlerDriver),
+    ],
+)
 
 
 async def test_crashing_driver_restarted_with_backoff(
     tmp_path, broker, home_broker, platform, zigbee, monkeypatch
 ):
-    import gateway.supervisor
+    import hearthgate.supervisor
 
     backoff_min = 0.1
-    monkeypatch.setattr(gateway.supervisor, "BACKOFF_MIN", backoff_min)
+    monkeypatch.setattr(hearthgate.supervisor, "BACKOFF_MIN", backoff_min)
     CRASH_STARTS.clear()
     sites = site_ids(2)
     config = write_config(
@@ -107,7 +100,7 @@ async def test_crashing_driver_restarted_with_backoff(
             " bus: zigbee, topic: zigbee2mqtt/raiser}\n"
         ),
     )
-    async with InProcessGateway(config) as gw:
+    async with InProcessGateway(config, registry=CRASH_REGISTRY) as gw:
         restarts = 6
         await wait_until(lambda: len(CRASH_STARTS) > restarts, 30, "the driver to crash again")
         sup = gw.gateway.supervisor

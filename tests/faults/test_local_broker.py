@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.testkit import GatewayProcess
+from hearthgate.devkit.testkit import GatewayProcess
 from tests.faults.faultkit import (
     ALERTS,
     P,

@@ -17,9 +17,9 @@ import re
 import time
 from pathlib import Path
 
-from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
-from gateway.testkit import GatewayProcess, PlatformSubscriber
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
 from tests.faults.faultkit import (
     ALERTS,
     P,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber
 from tests.faults.faultkit import (
     ALERTS,
     P,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.meter_sense import CumulativeSense
+from hearthgate.drivers.meter_sense import CumulativeSense
 from tests.rules.support import Harness, make_config
 
 START = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)  # 08:00 in Asia/Shanghai

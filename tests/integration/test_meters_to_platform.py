@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import (
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, wait_started
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.meters import (
     CJT188Meter,
     DLT645Meter,
     MeterBusSimulator,
     SDM120Meter,
     SDM120Simulator,
 )
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, wait_started
 
 P = "hearthgate/gw-meters-01"
 METERS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.local_broker import free_port
-from gateway.testkit import GatewayProcess, PlatformSubscriber, wait_started
+from hearthgate.devkit.local_broker import free_port
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, wait_started
 
 GW = "gw-ops-0001"
 P = f"hearthgate/{GW}"

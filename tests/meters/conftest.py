@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.simulators.links import PtyLink
+from hearthgate.simulators.links import PtyLink
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:

@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.base import DriverContext
-from drivers.serial_bus import SerialBus
-from gateway.clock import Clock
-from gateway.config import GatewayConfig, parse_config_data
-from gateway.model import Observation
-from gateway.registry import BUS_TYPES, PROTOCOLS
+from hearthgate.config import GatewayConfig, parse_config_data
+from hearthgate.core.clock import Clock
+from hearthgate.core.model import Observation
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.serial_bus import SerialBus
+from hearthgate.registry import STANDARD
 
 
 def meter_config(port: str, devices: list[dict[str, Any]], **bus: Any) -> GatewayConfig:
@@ -50,12 +50,12 @@ async def running_bus(config: GatewayConfig, clock: Clock) -> AsyncIterator[Runn
     observations: list[Observation] = []
     ctx = DriverContext(clock, observations.append)
     bus_cfg = config.buses[0]
-    bus = BUS_TYPES[bus_cfg.type].open(bus_cfg, ctx)
+    bus = STANDARD.bus_types[bus_cfg.type].open(bus_cfg, ctx)
     assert isinstance(bus, SerialBus)
     by_protocol: dict[str, list[Any]] = {}
     for device in config.devices:
         by_protocol.setdefault(device.protocol, []).append(device)
-    drivers = [PROTOCOLS[p].create(bus, devs, ctx) for p, devs in by_protocol.items()]
+    drivers = [STANDARD.protocols[p].create(bus, devs, ctx) for p, devs in by_protocol.items()]
     tasks = [asyncio.create_task(bus.run())]
     tasks += [asyncio.create_task(d.run()) for d in drivers]
     try:

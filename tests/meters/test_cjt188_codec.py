@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import cjt188_codec as codec
-from drivers.cjt188_codec import CJT188Frame, ErrorReply, FlowReading, FrameError
+from hearthgate.drivers import cjt188_codec as codec
+from hearthgate.drivers.cjt188_codec import CJT188Frame, ErrorReply, FlowReading, FrameError
 from tests.meters.codec_fuzzing import consume, mutate
 
 h = bytes.fromhex

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import dlt645_codec as codec
-from drivers.dlt645_codec import DLT645Frame, ErrorReply, FrameError, ReadReply
+from hearthgate.drivers import dlt645_codec as codec
+from hearthgate.drivers.dlt645_codec import DLT645Frame, ErrorReply, FrameError, ReadReply
 from tests.meters.codec_fuzzing import consume, mutate
 
 h = bytes.fromhex

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.cjt188 import CJT188Options
-from drivers.dlt645 import DLT645Options
-from drivers.modbus import ModbusOptions
-from drivers.serial_bus import SerialBusOptions
-from gateway.config import ConfigError, load_config
+from hearthgate.config import ConfigError, load_config
+from hearthgate.drivers.cjt188 import CJT188Options
+from hearthgate.drivers.dlt645 import DLT645Options
+from hearthgate.drivers.modbus import ModbusOptions
+from hearthgate.drivers.serial_bus import SerialBusOptions
 
 REPO = Path(__file__).resolve().parents[2]
 

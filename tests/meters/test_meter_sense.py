@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.meter_sense import CumulativeSense, convert
-from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import CJT188Meter, MeterBusSimulator
-from gateway.clock import SimulatedClock
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.drivers.meter_sense import CumulativeSense, convert
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.meters import CJT188Meter, MeterBusSimulator
 from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 
@@ -117,7 +117,7 @@ async def test_replaced_water_meter_on_the_bus(tmp_path: Path, clock: SimulatedC
 
 async def test_combined_energy_may_fall(tmp_path: Path, clock: SimulatedClock) -> None:
     """Net (combined) energy goes down when solar exports: no meter sense on it."""
-    from drivers.simulators.meters import DLT645Meter
+    from hearthgate.simulators.meters import DLT645Meter
 
     link = PtyLink(tmp_path / "tty")
     meter = DLT645Meter("000000005678", energy_kwh=50.0, power_w=0.0)
@@ -141,7 +141,7 @@ async def test_a_driver_bug_is_counted_not_fatal(
     tmp_path: Path, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A poll with a bug: counted per device, and the schedule carries on."""
-    from drivers.cjt188 import CJT188Driver
+    from hearthgate.drivers.cjt188 import CJT188Driver
 
     calls = 0
 

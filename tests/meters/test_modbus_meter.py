@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus import MODELS, ModbusOptions, ModbusRTU, RegisterSpec, plan_reads
-from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import SDM120Meter, SDM120Simulator
-from gateway.clock import SimulatedClock
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.drivers.modbus import MODELS, ModbusOptions, ModbusRTU, RegisterSpec, plan_reads
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.meters import SDM120Meter, SDM120Simulator
 from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 

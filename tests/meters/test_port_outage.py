@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers import meter_poller
-from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
-from gateway.clock import SimulatedClock
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.drivers import meter_poller
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
 from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import DriverContext
-from drivers.serial_bus import BusDown, NoReply, SerialBus, SerialBusOptions
-from drivers.simulators.links import PtyLink
-from gateway.clock import SimulatedClock
-from gateway.config import BusConfig
-from gateway.registry import BUS_TYPES
+from hearthgate.config import BusConfig
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.serial_bus import BusDown, NoReply, SerialBus, SerialBusOptions
+from hearthgate.registry import STANDARD
+from hearthgate.simulators.links import PtyLink
 from tests.meters.conftest import wait_until
 
 
@@ -51,7 +51,7 @@ async def echo_upper(link: PtyLink, prefix: bytes = b"") -> None:
 
 
 async def test_registered_and_constructible_from_config() -> None:
-    spec = BUS_TYPES["serial"]
+    spec = STANDARD.bus_types["serial"]
     opts = spec.options.model_validate({"port": "/dev/ttyUSB0", "timeout": "500ms"})
     bus = spec.open(BusConfig(id="rs485-1", type="serial", options=opts),
                     DriverContext(SimulatedClock(), lambda o: None))

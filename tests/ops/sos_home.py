@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.local_broker import MosquittoBroker
+from hearthgate.devkit.local_broker import MosquittoBroker
 
 
 def write_sos_config(tmp: Path, broker: MosquittoBroker, gateway_id: str,

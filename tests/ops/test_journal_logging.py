@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import journal_logging as jl
-from gateway.journal_logging import add_secret, clear_secrets, setup_logging
+from hearthgate import journal_logging as jl
+from hearthgate.journal_logging import add_secret, clear_secrets, setup_logging
 
 
 def parse_entry(data: bytes) -> dict[str, str]:

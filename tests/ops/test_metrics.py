@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import metrics as m
-from gateway.metrics import (
+from hearthgate import metrics as m
+from hearthgate.metrics import (
     CONTENT_TYPE,
     GatewayMetrics,
     MetricsRegistry,

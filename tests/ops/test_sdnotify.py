@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import SystemdNotifier
+from hearthgate.sdnotify import SystemdNotifier
 
 
 def _receiver(address: str) -> socket.socket:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.config import load_config
-from gateway.local_broker import MosquittoBroker
-from gateway.service import Gateway
+from hearthgate.config import load_config
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.service import Gateway
 from tests.ops.sos_home import write_sos_config
 
 

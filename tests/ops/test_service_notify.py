@@ -9,8 +9,8 @@ import socket
 import time
 from pathlib import Path
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess
 from tests.ops.sos_home import write_sos_config
 
 

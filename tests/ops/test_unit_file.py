@@ -115,7 +115,7 @@ except OSError:
     pass
 import asyncio, sqlite3, json, ssl, zoneinfo
 import pydantic, ruamel.yaml, aiosqlite, aiomqtt, paho.mqtt.client, serial, pymodbus
-import gateway.config, gateway.metrics, gateway.sdnotify, gateway.journal_logging
+import hearthgate.config, hearthgate.metrics, hearthgate.sdnotify, hearthgate.journal_logging
 class M(pydantic.BaseModel):
     a: int
 assert M(a="3").a == 3

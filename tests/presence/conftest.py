@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from drivers.base import DriverContext
-from drivers.simulators.links import PtyLink
-from gateway.clock import Clock
-from gateway.config import GatewayConfig, parse_config_data
-from gateway.model import Observation
+from hearthgate.config import GatewayConfig, parse_config_data
+from hearthgate.core.clock import Clock
+from hearthgate.core.model import Observation
+from hearthgate.drivers.base import DriverContext
+from hearthgate.simulators.links import PtyLink
 
 
 def make_config(buses: list[dict[str, Any]], devices: list[dict[str, Any]]) -> GatewayConfig:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import wiegand
-from drivers.osdp_codec import (
+from hearthgate.drivers import wiegand
+from hearthgate.drivers.osdp_codec import (
     Capability,
     Command,
     DeviceIdentity,
@@ -25,7 +25,7 @@ from drivers.osdp_codec import (
     encode_capabilities,
     next_sequence,
 )
-from drivers.rflink_codec import (
+from hearthgate.drivers.rflink_codec import (
     MAX_LINE,
     RFLinkError,
     RFLinkLineSplitter,

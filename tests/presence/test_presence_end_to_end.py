@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.rflink_codec import RFLinkMatch
-from drivers.simulators.links import PtyLink
-from drivers.simulators.rflink import RFLinkReceiverSimulator
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, config_head
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, config_head
+from hearthgate.drivers.rflink_codec import RFLinkMatch
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.rflink import RFLinkReceiverSimulator
 
 GW = "gw-presence-01"
 P = f"hearthgate/{GW}"

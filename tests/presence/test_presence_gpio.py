@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from drivers.gpio import GpioBus, GpioDeviceOptions, GpioDriver
-from gateway.clock import SimulatedClock
-from gateway.config import ConfigError
+from hearthgate.config import ConfigError
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.drivers.gpio import GpioBus, GpioDeviceOptions, GpioDriver
 from tests.presence.conftest import make_config, make_ctx
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from drivers.base import DriverContext
-from drivers.mqtt_bus import MqttBus
-from drivers.rflink import RFLinkDriver
-from drivers.zigbee2mqtt import Zigbee2MqttDriver
-from gateway.clock import SimulatedClock
-from gateway.health import DeviceHealth
-from gateway.model import Observation
-from gateway.registry import BUS_TYPES
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.core.model import Observation
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.mqtt_bus import MqttBus
+from hearthgate.drivers.rflink import RFLinkDriver
+from hearthgate.drivers.zigbee2mqtt import Zigbee2MqttDriver
+from hearthgate.health import DeviceHealth
+from hearthgate.registry import STANDARD
 from tests.presence.conftest import make_config
 
 
@@ -34,10 +34,11 @@ async def test_battery_link_and_availability_reach_device_health(clock: Simulate
         health.observe(obs)
 
     ctx = DriverContext(clock=clock, sink=sink)
-    mqtt = BUS_TYPES["mqtt"].open(cfg.bus("zigbee"), ctx)
+    mqtt = STANDARD.bus_types["mqtt"].open(cfg.bus("zigbee"), ctx)
     assert isinstance(mqtt, MqttBus)
     Zigbee2MqttDriver(mqtt, [cfg.devices[0]], ctx)
-    rf = RFLinkDriver(BUS_TYPES["serial"].open(cfg.bus("rf433"), ctx), [cfg.devices[1]], ctx)
+    serial = STANDARD.bus_types["serial"].open(cfg.bus("rf433"), ctx)
+    rf = RFLinkDriver(serial, [cfg.devices[1]], ctx)
 
     mqtt.dispatch("zigbee2mqtt/pir_1/availability", b'{"state":"online"}')
     mqtt.dispatch("zigbee2mqtt/pir_1", json.dumps(

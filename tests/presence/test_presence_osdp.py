@@ -10,21 +10,21 @@ from typing import Any
 
 import pytest
 
-from drivers.base import DriverContext
-from drivers.osdp import OSDPDriver
-from drivers.osdp_codec import (
+from hearthgate.config import ConfigError, GatewayConfig
+from hearthgate.core.clock import SystemClock
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.osdp import OSDPDriver
+from hearthgate.drivers.osdp_codec import (
     Command,
     OSDPPacket,
     OSDPStreamDecoder,
     RawCardRead,
     Reply,
 )
-from drivers.scenario import devices_from_config, parse_scenario, play
-from drivers.simulators.links import PtyLink
-from drivers.simulators.osdp import OSDPBusSimulator, OSDPPeripheral
-from gateway.clock import SystemClock
-from gateway.config import ConfigError, GatewayConfig
-from gateway.registry import BUS_TYPES, PROTOCOLS
+from hearthgate.registry import STANDARD
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.osdp import OSDPBusSimulator, OSDPPeripheral
+from hearthgate.simulators.scenario import devices_from_config, parse_scenario, play
 from tests.presence.conftest import Collector, make_config, make_ctx, wait_until
 
 FAST = {"poll": "20ms", "reply_timeout": "100ms"}
@@ -53,8 +53,8 @@ async def running(
 ) -> AsyncIterator[Rig]:
     cfg = _config(pty, devices)
     ctx, sink = make_ctx(SystemClock())
-    bus = BUS_TYPES["serial"].open(cfg.buses[0], ctx)
-    driver = PROTOCOLS["osdp"].create(bus, list(cfg.devices), ctx)
+    bus = STANDARD.bus_types["serial"].open(cfg.buses[0], ctx)
+    driver = STANDARD.protocols["osdp"].create(bus, list(cfg.devices), ctx)
     assert isinstance(driver, OSDPDriver)
     tasks = [asyncio.create_task(peer()), asyncio.create_task(bus.run())]
     await wait_until(lambda: bus.is_open)

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from drivers.base import DriverContext
-from drivers.rflink import RFLinkDriver
-from drivers.rflink_codec import RFLinkMatch
-from drivers.scenario import parse_scenario, play
-from drivers.simulators.links import PtyLink
-from drivers.simulators.rflink import RFLinkReceiverSimulator
-from gateway.clock import SimulatedClock
-from gateway.config import ConfigError
-from gateway.registry import BUS_TYPES, PROTOCOLS
+from hearthgate.config import ConfigError
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.rflink import RFLinkDriver
+from hearthgate.drivers.rflink_codec import RFLinkMatch
+from hearthgate.registry import STANDARD
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.rflink import RFLinkReceiverSimulator
+from hearthgate.simulators.scenario import parse_scenario, play
 from tests.presence.conftest import Collector, make_config, make_ctx, wait_until
 
 DEVICES = [
@@ -46,8 +46,8 @@ async def rig(pty: PtyLink, clock: SimulatedClock) -> AsyncIterator[Rig]:
         DEVICES,
     )
     ctx, sink = make_ctx(clock)
-    bus = BUS_TYPES["serial"].open(cfg.buses[0], ctx)
-    driver = PROTOCOLS["rflink"].create(bus, list(cfg.devices), ctx)
+    bus = STANDARD.bus_types["serial"].open(cfg.buses[0], ctx)
+    driver = STANDARD.protocols["rflink"].create(bus, list(cfg.devices), ctx)
     assert isinstance(driver, RFLinkDriver)
     sim = RFLinkReceiverSimulator(pty, {d["id"]: d["match"] for d in DEVICES}, repeats=5)
     tasks = [asyncio.create_task(bus.run()), asyncio.create_task(driver.run())]

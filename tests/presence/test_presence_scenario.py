@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.scenario import (
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.simulators.presence import simulate_main
+from hearthgate.simulators.scenario import (
     ScenarioAction,
     ScenarioError,
     load_scenario,
@@ -17,8 +19,6 @@ from drivers.scenario import (
     play,
     timeline,
 )
-from drivers.simulators.presence import simulate_main
-from gateway.clock import SimulatedClock
 
 START = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)  # 06:00 next day in Shanghai
 
@@ -185,8 +185,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_examples_in_config_and_docs_are_valid() -> None:
     from ruamel.yaml import YAML
 
-    from drivers.scenario import devices_from_config
-    from gateway.config import load_config
+    from hearthgate.config import load_config
+    from hearthgate.simulators.scenario import devices_from_config
 
     config = load_config(REPO / "config" / "devices-home.yaml")
     assert {d.protocol for d in config.devices} == {"zigbee2mqtt", "rflink", "osdp", "gpio"}

@@ -13,20 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.base import DriverContext
-from drivers.mqtt_bus import MqttBus
-from drivers.scenario import devices_from_config, parse_scenario, play
-from drivers.simulators.zigbee2mqtt import Publish, Zigbee2MqttPublisher, mqtt_publish
-from drivers.zigbee2mqtt import (
+from hearthgate.config import ConfigError, GatewayConfig
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.mqtt_bus import MqttBus
+from hearthgate.drivers.zigbee2mqtt import (
     MODELS,
     Z2MPayloadError,
     decode_availability,
     decode_message,
 )
-from gateway.clock import SimulatedClock
-from gateway.config import ConfigError, GatewayConfig
-from gateway.local_broker import MosquittoBroker
-from gateway.registry import BUS_TYPES, PROTOCOLS
+from hearthgate.registry import STANDARD
+from hearthgate.simulators.scenario import devices_from_config, parse_scenario, play
+from hearthgate.simulators.zigbee2mqtt import Publish, Zigbee2MqttPublisher, mqtt_publish
 from tests.presence.conftest import Collector, make_config, make_ctx, wait_until
 
 DEVICES: list[dict[str, Any]] = [
@@ -76,9 +76,9 @@ async def running(broker: MosquittoBroker, clock: SimulatedClock,
                   before_start: list[tuple[str, bytes]] = ()) -> AsyncIterator[Rig]:
     cfg = _config(broker)
     ctx, sink = make_ctx(clock)
-    bus = BUS_TYPES["mqtt"].open(cfg.buses[0], ctx)
+    bus = STANDARD.bus_types["mqtt"].open(cfg.buses[0], ctx)
     assert isinstance(bus, MqttBus)
-    PROTOCOLS["zigbee2mqtt"].create(bus, list(cfg.devices), ctx)
+    STANDARD.protocols["zigbee2mqtt"].create(bus, list(cfg.devices), ctx)
     async with mqtt_publish(broker.host, broker.port) as publish:
         for topic, payload in before_start:
             await publish(topic, payload, True)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.replay import Event
+from hearthgate.replay import Event
 
 SITE = "home-1"
 DEVICES: list[dict[str, Any]] = [

@@ -6,19 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.clock import SimulatedClock
-from gateway.config import GatewayConfig, parse_config_data
-from gateway.durations import Duration
-from gateway.model import AlertTransition, Observation
-from gateway.registry import (
-    BusType,
-    Options,
-    ProtocolSpec,
-    register_bus_type,
-    register_protocol,
-)
-from gateway.replay import Replayer
-from rules.engine import RuleEngine
+from hearthgate.config import GatewayConfig, parse_config_data
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.core.durations import Duration
+from hearthgate.core.model import AlertTransition, Observation
+from hearthgate.engine_builder import build_engine
+from hearthgate.registry import STANDARD, BusType, Options, ProtocolSpec
+from hearthgate.replay import Replayer
 
 ALL_KINDS = frozenset(
     {"water_meter", "power_meter", "motion_sensor", "door_contact", "sos_button",
@@ -38,15 +32,16 @@ def _no_runtime(*_: Any) -> Any:
     raise RuntimeError("the rules tests never open buses")
 
 
-TEST_BUS = register_bus_type(BusType("rulestest", _TestBusOptions, _no_runtime))
-TEST_PROTOCOL = register_protocol(
-    ProtocolSpec("rulestest", _TestDeviceOptions, ALL_KINDS, frozenset({"rulestest"}), _no_runtime)
+TEST_BUS = BusType("rulestest", _TestBusOptions, _no_runtime)
+TEST_PROTOCOL = ProtocolSpec(
+    "rulestest", _TestDeviceOptions, ALL_KINDS, frozenset({"rulestest"}), _no_runtime
 )
 # A 433 MHz-like protocol: buttons with no heartbeat.
-TEST_RF = register_protocol(
-    ProtocolSpec("rulestest_rf", _TestDeviceOptions, frozenset({"sos_button"}),
-                 frozenset({"rulestest"}), _no_runtime)
+TEST_RF = ProtocolSpec(
+    "rulestest_rf", _TestDeviceOptions, frozenset({"sos_button"}), frozenset({"rulestest"}),
+    _no_runtime,
 )
+TEST_REGISTRY = STANDARD.extended(bus_types=[TEST_BUS], protocols=[TEST_PROTOCOL, TEST_RF])
 
 HOME_DEVICES: list[dict[str, Any]] = [
     {"id": "water-1", "kind": "water_meter"},
@@ -81,7 +76,7 @@ def config_data(
 
 
 def make_config(rules: list[dict[str, Any]], **kwargs: Any) -> GatewayConfig:
-    return parse_config_data(config_data(rules, **kwargs))
+    return parse_config_data(config_data(rules, **kwargs), registry=TEST_REGISTRY)
 
 
 class Harness:
@@ -90,7 +85,7 @@ class Harness:
     def __init__(self, config: GatewayConfig, start: datetime) -> None:
         self.config = config
         self.clock = SimulatedClock(start=start)
-        self.engine = RuleEngine.from_config(config)
+        self.engine = build_engine(config)
         self.site_of = {d.id: d.site for d in config.devices}
         self.out: list[AlertTransition] = []
         self.tz = config.gateway.tz
@@ -138,7 +133,7 @@ class Harness:
         true_wall = now.wall + timedelta(seconds=downtime)
         mono = 25.0 if reboot else now.mono + downtime
         self.clock.set(mono, true_wall + timedelta(seconds=wall_error))
-        self.engine = RuleEngine.from_config(self.config)
+        self.engine = build_engine(self.config)
         self.engine.restore(state, self.clock.now())
 
     def types(self, state: str = "raised") -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.model import Instant, Observation
-from rules.site_state import Presence, PresenceState
+from hearthgate.core.model import Instant, Observation
+from hearthgate.rules.site_state import Presence, PresenceState
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 

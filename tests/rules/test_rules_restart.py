@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hearthgate.engine_builder import build_engine
 from tests.rules.support import Harness
 from tests.rules.test_rule_types import H, Life, M, cleared, raised
 
@@ -166,7 +167,7 @@ ALL_TYPES = ["sos", "fall", "no_water", "continuous_water", "inactivity", "no_ex
 def test_every_rule_type_state_survives_a_json_round_trip(harness: Build) -> None:
     import json
 
-    from rules.engine import RuleEngine
+    from hearthgate.engine_builder import build_engine
 
     h = harness([{"type": t} for t in ALL_TYPES])
     life = Life(h)
@@ -185,7 +186,7 @@ def test_every_rule_type_state_survives_a_json_round_trip(harness: Build) -> Non
     now = h.clock.now()
     first = json.loads(json.dumps(h.engine.snapshot(now)))
     assert set(first["rules"]) == {f"room-1/{i}/{t}" for i, t in enumerate(ALL_TYPES)}
-    again = RuleEngine.from_config(h.config)
+    again = build_engine(h.config)
     again.restore(first, now)
     second = json.loads(json.dumps(again.snapshot(now)))
     assert second["rules"] == first["rules"]
@@ -204,8 +205,8 @@ def test_every_rule_type_state_survives_a_json_round_trip(harness: Build) -> Non
 def test_schedule_hours_on_dst_nights(day: tuple[int, int, int], hours: float) -> None:
     from zoneinfo import ZoneInfo
 
-    from gateway.durations import TimeRange
-    from rules.schedule import Schedule
+    from hearthgate.core.durations import TimeRange
+    from hearthgate.rules.schedule import Schedule
     from tests.rules.support import local
 
     s = Schedule(TimeRange.parse("00:00-06:00"), ZoneInfo("Europe/Berlin"))
@@ -217,7 +218,6 @@ def test_schedule_hours_on_dst_nights(day: tuple[int, int, int], hours: float) -
 def test_alert_of_a_removed_rule_is_closed_after_restart(harness: Build) -> None:
     import json
 
-    from rules.engine import RuleEngine
     from tests.rules.support import make_config
 
     h = harness([{"type": "tamper"}, {"type": "sos"}])
@@ -225,7 +225,7 @@ def test_alert_of_a_removed_rule_is_closed_after_restart(harness: Build) -> None
     sos = h.obs("sos-1", "sos", True)[0]
     state = json.loads(json.dumps(h.engine.snapshot(h.clock.now())))
     # The installer swapped the rules around and dropped tamper.
-    engine = RuleEngine.from_config(make_config([{"type": "sos"}]))
+    engine = build_engine(make_config([{"type": "sos"}]))
     engine.restore(state, h.clock.now())
     assert engine.next_deadline() == float("-inf")
     got = engine.on_tick(h.clock.now())
@@ -234,7 +234,7 @@ def test_alert_of_a_removed_rule_is_closed_after_restart(harness: Build) -> None
     )
     assert engine.open_alerts() == []
     # Same rules, same order: nothing is closed.
-    engine2 = RuleEngine.from_config(h.config)
+    engine2 = build_engine(h.config)
     engine2.restore(state, h.clock.now())
     assert engine2.on_tick(h.clock.now()) == []
     assert {t.alert_id for t in engine2.open_alerts()} == {tamper.alert_id, sos.alert_id}

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.config import GatewayConfig
-from gateway.model import AlertTransition, Instant
-from gateway.replay import Event, Replayer, replay_events, run_replay, simulated_instant
-from rules.engine import RuleEngine
-from rules.profiles import expand_rules
+from hearthgate.config import GatewayConfig
+from hearthgate.core.model import AlertTransition, Instant
+from hearthgate.engine_builder import build_engine
+from hearthgate.replay import Event, Replayer, replay_events, run_replay, simulated_instant
+from hearthgate.rules.profiles import expand_rules
 from tests.rules.scenario import DEVICES, INCIDENTS, POLL, SITE, simulate, to_jsonl
-from tests.rules.support import config_data, make_config
+from tests.rules.support import TEST_REGISTRY, config_data, make_config
 
 H = 3600.0
 
@@ -50,7 +50,7 @@ def test_thirty_ordinary_days_raise_nothing(seed: int, tz: str, start: str) -> N
     events, _ = scenario(None, 30, seed, tz, start)
     assert len(events) > 30_000
     began = time.perf_counter()
-    out = replay_events(RuleEngine.from_config(living_alone(tz)), events)
+    out = replay_events(build_engine(living_alone(tz)), events)
     elapsed = time.perf_counter() - began
     assert out == []
     assert elapsed < 10, f"a 30-day replay took {elapsed:.1f} s"
@@ -66,7 +66,7 @@ def _seconds(a: datetime, b: datetime) -> float:
 
 def test_fall_then_no_motion_raises_inactivity_within_window() -> None:
     events, facts = scenario("fall", 6, 3)
-    out = raised(replay_events(RuleEngine.from_config(living_alone()), events))
+    out = raised(replay_events(build_engine(living_alone()), events))
     inactivity = [t for t in out if t.type == "inactivity"]
     assert len(inactivity) == 1
     a = inactivity[0]
@@ -83,7 +83,7 @@ def test_fall_then_no_motion_raises_inactivity_within_window() -> None:
 
 def test_a_day_without_water_raises_no_water() -> None:
     events, facts = scenario("no_water_day", 6, 3)
-    out = raised(replay_events(RuleEngine.from_config(living_alone()), events))
+    out = raised(replay_events(build_engine(living_alone()), events))
     assert [t.type for t in out] == ["no_water"]
     last_use = datetime.fromisoformat(out[0].details["last_use_at"])
     assert last_use <= _at(facts["no_water_from"])
@@ -92,14 +92,14 @@ def test_a_day_without_water_raises_no_water() -> None:
 
 def test_door_opened_at_three_raises_door_night() -> None:
     events, facts = scenario("door_night", 6, 3)
-    out = raised(replay_events(RuleEngine.from_config(living_alone()), events))
+    out = raised(replay_events(build_engine(living_alone()), events))
     assert [t.type for t in out] == ["door_night"]
     assert abs(_seconds(out[0].raised_at, _at(facts["door_at"]))) <= 1
 
 
 def test_sos_raises_once_however_often_the_radio_repeats() -> None:
     events, facts = scenario("sos", 6, 3)
-    out = replay_events(RuleEngine.from_config(living_alone()), events)
+    out = replay_events(build_engine(living_alone()), events)
     assert [t.type for t in raised(out)] == ["sos"]
     assert abs(_seconds(raised(out)[0].raised_at, _at(facts["sos_at"]))) <= 1
     assert [str(t.state) for t in out] == ["raised", "escalated", "escalated", "escalated"]
@@ -107,14 +107,14 @@ def test_sos_raises_once_however_often_the_radio_repeats() -> None:
 
 def test_tap_left_running_raises_continuous_water() -> None:
     events, facts = scenario("tap", 6, 3)
-    out = raised(replay_events(RuleEngine.from_config(living_alone()), events))
+    out = raised(replay_events(build_engine(living_alone()), events))
     assert [t.type for t in out] == ["continuous_water"]
     assert 2 * H - POLL <= _seconds(out[0].raised_at, _at(facts["tap_from"])) <= 2 * H + POLL + 10
 
 
 def test_silent_meter_raises_device_offline_and_never_no_water() -> None:
     events, facts = scenario("meter_silent", 6, 3)
-    out = raised(replay_events(RuleEngine.from_config(living_alone()), events))
+    out = raised(replay_events(build_engine(living_alone()), events))
     assert [(t.type, t.device_ids) for t in out] == [("device_offline", ("water-1",))]
     assert 0 < _seconds(out[0].raised_at, _at(facts["silent_from"])) <= 1800 + POLL
 
@@ -122,10 +122,10 @@ def test_silent_meter_raises_device_offline_and_never_no_water() -> None:
 def test_weekend_away_raises_nothing_but_would_without_presence() -> None:
     events, facts = scenario("weekend_away", 8, 3)
     assert facts["away"][1] - facts["away"][0] == 56 * H
-    assert replay_events(RuleEngine.from_config(living_alone()), events) == []
+    assert replay_events(build_engine(living_alone()), events) == []
     blind = living_alone(inactivity={"pause_when_away": False},
                          no_water={"pause_when_away": False})
-    out = raised(replay_events(RuleEngine.from_config(blind), events))
+    out = raised(replay_events(build_engine(blind), events))
     assert {t.type for t in out} == {"inactivity", "no_water"}
 
 
@@ -150,7 +150,7 @@ def run_with_restarts(
     NTP steps it right `delay` seconds later.
     """
     start = events[0].at
-    engine = RuleEngine.from_config(config)
+    engine = build_engine(config)
     mono_shift, wall_error = 0.0, 0.0
     ntp_at: float | None = None
     plan = sorted(restarts)
@@ -169,7 +169,7 @@ def run_with_restarts(
                 mono_shift = 20.0 - true.mono
             wall_error = error
             ntp_at = true.mono + delay
-            engine = RuleEngine.from_config(config)
+            engine = build_engine(config)
             engine.restore(state, seen(true))
         if ntp_at is not None and true.mono >= ntp_at:
             wall_error, ntp_at = 0.0, None
@@ -180,7 +180,7 @@ def run_with_restarts(
 @cache
 def baseline(incident: str) -> tuple[tuple[str, datetime], ...]:
     events, _ = scenario(incident, 8 if incident == "weekend_away" else 6, 3)
-    out = raised(replay_events(RuleEngine.from_config(living_alone()), events))
+    out = raised(replay_events(build_engine(living_alone()), events))
     return tuple((t.type, t.raised_at) for t in out)
 
 
@@ -233,7 +233,7 @@ def test_replay_command_thirty_days_in_seconds(tmp_path: Path) -> None:
     jsonl.write_text(to_jsonl(events))
     out, err = io.StringIO(), io.StringIO()
     began = time.perf_counter()
-    assert run_replay(cfg, jsonl, out, err) == 0
+    assert run_replay(cfg, jsonl, out, err, TEST_REGISTRY) == 0
     assert time.perf_counter() - began < 15
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(p["type"], p["state"]) for p in lines] == [("sos", "raised")] + [
@@ -285,7 +285,7 @@ def test_replay_bad_event_line(tmp_path: Path, line: str, message: str) -> None:
             ' "value": true}')
     (tmp_path / "e.jsonl").write_text(f"{good}\n\n{line}\n{good}\n")
     out, err = io.StringIO(), io.StringIO()
-    assert run_replay(cfg, tmp_path / "e.jsonl", out, err) == 2
+    assert run_replay(cfg, tmp_path / "e.jsonl", out, err, TEST_REGISTRY) == 2
     assert out.getvalue() == ""
     assert err.getvalue().startswith(f"{tmp_path / 'e.jsonl'}:3: error: ")
     assert message in err.getvalue()
@@ -296,10 +296,10 @@ def test_replay_bad_bytes_and_missing_file(tmp_path: Path) -> None:
     cfg = _write_config(tmp_path, [{"type": "sos"}])
     (tmp_path / "e.jsonl").write_bytes(b'\xff\xfe{"at"\n')
     err = io.StringIO()
-    assert run_replay(cfg, tmp_path / "e.jsonl", io.StringIO(), err) == 2
+    assert run_replay(cfg, tmp_path / "e.jsonl", io.StringIO(), err, TEST_REGISTRY) == 2
     assert ":1: error: not UTF-8" in err.getvalue()
     err = io.StringIO()
-    assert run_replay(cfg, tmp_path / "missing.jsonl", io.StringIO(), err) == 2
+    assert run_replay(cfg, tmp_path / "missing.jsonl", io.StringIO(), err, TEST_REGISTRY) == 2
     assert "missing.jsonl" in err.getvalue()
 
 
@@ -308,7 +308,7 @@ def test_replay_bad_config(tmp_path: Path) -> None:
     path.write_text("gateway: {id: X}\n")
     (tmp_path / "e.jsonl").write_text("")
     err = io.StringIO()
-    assert run_replay(path, tmp_path / "e.jsonl", io.StringIO(), err) == 2
+    assert run_replay(path, tmp_path / "e.jsonl", io.StringIO(), err, TEST_REGISTRY) == 2
     assert err.getvalue().startswith(f"{path}:")
     assert ": error: " in err.getvalue()
 
@@ -317,5 +317,5 @@ def test_replay_empty_file_prints_nothing(tmp_path: Path) -> None:
     cfg = _write_config(tmp_path, [{"type": "sos"}])
     (tmp_path / "e.jsonl").write_text("\n")
     out = io.StringIO()
-    assert run_replay(cfg, tmp_path / "e.jsonl", out, io.StringIO()) == 0
+    assert run_replay(cfg, tmp_path / "e.jsonl", out, io.StringIO(), TEST_REGISTRY) == 0
     assert out.getvalue() == ""

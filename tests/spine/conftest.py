@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, config_head, wait_started
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, config_head, wait_started
 
 GW = "gw-test-0001"
 P = f"hearthgate/{GW}"

@@ -10,9 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.clock import ScaledClock, SimulatedClock, SystemClock
-from gateway.durations import TimeRange, format_duration, parse_duration
-from gateway.model import AlertState, AlertTransition, Instant, Observation, Severity, new_id
+from hearthgate.core.clock import ScaledClock, SimulatedClock, SystemClock
+from hearthgate.core.durations import TimeRange, format_duration, parse_duration
+from hearthgate.core.model import (
+    AlertState,
+    AlertTransition,
+    Instant,
+    Observation,
+    Severity,
+    new_id,
+)
 
 
 def test_new_ids_are_uuid7_and_sort_in_creation_order():

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.clock import SimulatedClock
-from gateway.model import AlertState, Observation, Severity
-from rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, SiteDevice
-from rules.engine import RuleEngine, UnknownAlert
-from rules.sos import SosOptions, SosRule
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.core.model import AlertState, Observation, Severity
+from hearthgate.rules.base import Clear, Raise, Rule, RuleOptions, RuleSite, SiteDevice
+from hearthgate.rules.engine import RuleEngine, UnknownAlert
+from hearthgate.rules.sos import SosOptions, SosRule
 
 
 def make_engine(**escalation) -> RuleEngine:

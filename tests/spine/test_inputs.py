@@ -10,9 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.base import DriverContext
-from drivers.mqtt_bus import MqttBus, topic_matches
-from drivers.zigbee2mqtt import (
+from hearthgate.config import parse_config_data
+from hearthgate.core.clock import SimulatedClock
+from hearthgate.core.model import Observation
+from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.mqtt_bus import MqttBus, topic_matches
+from hearthgate.drivers.zigbee2mqtt import (
     MODELS,
     Z2MPayloadError,
     Zigbee2MqttDriver,
@@ -20,10 +23,7 @@ from drivers.zigbee2mqtt import (
     decode_message,
     decode_state,
 )
-from gateway.clock import SimulatedClock
-from gateway.config import parse_config_data
-from gateway.model import Observation
-from gateway.uplink import MAX_COMMAND_BYTES, CommandError, Uplink
+from hearthgate.uplink import MAX_COMMAND_BYTES, CommandError, Uplink
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

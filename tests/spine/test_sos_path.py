@@ -14,7 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gateway.testkit import PlatformSubscriber, run_cli
+from hearthgate.devkit.testkit import PlatformSubscriber, run_cli
 
 GW = "gw-test-0001"
 P = f"hearthgate/{GW}"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import AlertState, AlertTransition, Priority, Severity, new_id
-from gateway.store import DB_NAME, SCHEMA_VERSION, Store, read_alerts, read_only
+from hearthgate.core.model import AlertState, AlertTransition, Priority, Severity, new_id
+from hearthgate.store import DB_NAME, SCHEMA_VERSION, Store, read_alerts, read_only
 
 
 def transition(kind: str = "no_water", state: AlertState = AlertState.RAISED,

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from gateway.supervisor import EssentialTaskFailed, Supervisor
+from hearthgate.supervisor import EssentialTaskFailed, Supervisor
 
 
 async def test_crashing_task_is_restarted_with_growing_backoff_and_others_go_on():

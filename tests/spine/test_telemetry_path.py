@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber, run_cli
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, run_cli
 
 P = "hearthgate/gw-test-0001"
 

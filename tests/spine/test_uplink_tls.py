@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_broker import MosquittoBroker
-from gateway.testkit import GatewayProcess, PlatformSubscriber
+from hearthgate.devkit.local_broker import MosquittoBroker
+from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber
 
 GW = "gw-tls-0001"
 P = f"hearthgate/{GW}"

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from gateway.model import Instant
+from hearthgate.core.model import Instant
 
 
 class Clock(Protocol):

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.scenario import (
+from hearthgate.simulators.scenario import (
     Scenario,
     ScenarioDevice,
     ScenarioError,
@@ -92,7 +92,7 @@ def _parser(kind: str) -> argparse.ArgumentParser:
 def _scenario(args: argparse.Namespace) -> Scenario:
     scenario = load_scenario(args.scenario) if args.scenario else Scenario()
     if args.config:
-        from gateway.config import ConfigError, load_config
+        from hearthgate.config import ConfigError, load_config
 
         try:
             config = load_config(args.config)
@@ -103,19 +103,19 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 
 def _clock(speed: float) -> Any:
-    from gateway.clock import ScaledClock, SystemClock
+    from hearthgate.core.clock import ScaledClock, SystemClock
 
     return SystemClock() if speed == 1.0 else ScaledClock(speed)
 
 
 def _duration(text: str) -> float:
-    from gateway.durations import parse_duration
+    from hearthgate.core.durations import parse_duration
 
     return parse_duration(text)
 
 
 async def _link(args: argparse.Namespace) -> Any:
-    from drivers.simulators.links import PtyLink, SerialLink
+    from hearthgate.simulators.links import PtyLink, SerialLink
 
     if args.serial:
         link = SerialLink(args.serial, args.baudrate)
@@ -136,8 +136,8 @@ async def _play_then_wait(scenario: Scenario, args: argparse.Namespace, sink: An
 
 
 async def _run_rflink(args: argparse.Namespace, scenario: Scenario) -> int:
-    from drivers.rflink_codec import RFLinkMatch
-    from drivers.simulators.rflink import RFLinkReceiverSimulator
+    from hearthgate.drivers.rflink_codec import RFLinkMatch
+    from hearthgate.simulators.rflink import RFLinkReceiverSimulator
 
     args.kind_name = "rflink"
     link = await _link(args)
@@ -157,7 +157,7 @@ async def _run_rflink(args: argparse.Namespace, scenario: Scenario) -> int:
 
 
 async def _run_osdp(args: argparse.Namespace, scenario: Scenario) -> int:
-    from drivers.simulators.osdp import OSDPBusSimulator, OSDPPeripheral
+    from hearthgate.simulators.osdp import OSDPBusSimulator, OSDPPeripheral
 
     args.kind_name = "osdp"
     devices: dict[str, ScenarioDevice] = scenario.devices_of("osdp")
@@ -183,7 +183,7 @@ async def _run_osdp(args: argparse.Namespace, scenario: Scenario) -> int:
 
 
 async def _run_zigbee2mqtt(args: argparse.Namespace, scenario: Scenario) -> int:
-    from drivers.simulators.zigbee2mqtt import Zigbee2MqttPublisher, mqtt_publish
+    from hearthgate.simulators.zigbee2mqtt import Zigbee2MqttPublisher, mqtt_publish
 
     args.kind_name = "zigbee2mqtt"
     devices = scenario.devices_of("zigbee2mqtt")
@@ -194,7 +194,7 @@ async def _run_zigbee2mqtt(args: argparse.Namespace, scenario: Scenario) -> int:
         sim = Zigbee2MqttPublisher(publish, devices, repeats=args.repeats)
         await sim.announce()
         for n, topic in enumerate(args.press):
-            from drivers.simulators.zigbee2mqtt import sos_action_for
+            from hearthgate.simulators.zigbee2mqtt import sos_action_for
 
             await sim.state(f"press-{n}", {"action": sos_action_for(args.model)}, args.repeats)
             print(f"pressed SOS on {topic}", flush=True)
@@ -203,7 +203,7 @@ async def _run_zigbee2mqtt(args: argparse.Namespace, scenario: Scenario) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m drivers.simulators.presence KIND ...` (the same as `hearthgate simulate`)."""
+    """`python -m hearthgate.simulators.presence KIND ...` (the same as `hearthgate simulate`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print(f"usage: simulate {{{','.join(KINDS)}}} ...", file=sys.stderr)

@@ -28,9 +28,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from drivers import cjt188_codec, dlt645_codec
-from drivers.simulators.links import Link, PtyLink, SerialLink
-from gateway.clock import Clock, ScaledClock, SystemClock
+from hearthgate.core.clock import Clock, ScaledClock, SystemClock
+from hearthgate.drivers import cjt188_codec, dlt645_codec
+from hearthgate.simulators.links import Link, PtyLink, SerialLink
 
 log = logging.getLogger("hearthgate.simulate")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from drivers.rflink_codec import RFLinkMatch, RFLinkPacket, encode_line
-from drivers.scenario import ScenarioAction, ScenarioDevice
-from drivers.simulators.links import Link
+from hearthgate.drivers.rflink_codec import RFLinkMatch, RFLinkPacket, encode_line
+from hearthgate.simulators.links import Link
+from hearthgate.simulators.scenario import ScenarioAction, ScenarioDevice
 
 BANNER = b"20;00;Nodo RadioFrequencyLink - RFLink Gateway V1.1 - R46;\r\n"
 # What each scenario action looks like on the air (CMD=…).

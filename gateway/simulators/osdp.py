@@ -15,8 +15,8 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from drivers import wiegand
-from drivers.osdp_codec import (
+from hearthgate.drivers import wiegand
+from hearthgate.drivers.osdp_codec import (
     BROADCAST,
     Capability,
     Command,
@@ -31,8 +31,8 @@ from drivers.osdp_codec import (
     Reply,
     encode_capabilities,
 )
-from drivers.scenario import ScenarioAction, ScenarioDevice, parse_card
-from drivers.simulators.links import Link
+from hearthgate.simulators.links import Link
+from hearthgate.simulators.scenario import ScenarioAction, ScenarioDevice, parse_card
 
 DEFAULT_IDENTITY = DeviceIdentity(b"\x5c\x26\x23", model=1, version=1, serial=1, firmware=(1, 0, 0))
 # Contact status monitoring (2 inputs), reader LED, card data (Wiegand format), checksums+CRC.

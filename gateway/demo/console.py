@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
-from gateway.clock import Clock
+from hearthgate.core.clock import Clock
 
 # Columns: when, site, what, then free text.
 WHEN_W, SITE_W, WHAT_W, TYPE_W, SEV_W = 9, 9, 10, 17, 8

@@ -14,7 +14,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from gateway.model import Instant
+from hearthgate.core.model import Instant
 
 
 class PacedClock:

@@ -37,8 +37,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.clock import Clock
-from gateway.durations import parse_duration
+from hearthgate.core.clock import Clock
+from hearthgate.core.durations import parse_duration
 
 ACTIONS = (
     "press",  # an SOS button is pressed (the radio may repeat it)

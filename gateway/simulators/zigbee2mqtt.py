@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.scenario import ScenarioAction, ScenarioDevice
-from drivers.zigbee2mqtt import MODELS
+from hearthgate.drivers.zigbee2mqtt import MODELS
+from hearthgate.simulators.scenario import ScenarioAction, ScenarioDevice
 
 Publish = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retain
 

@@ -2,7 +2,7 @@
 
 Used by the black-box tests, the benchmarks and the demo: a platform-side MQTT
 subscriber that records what arrives, and a gateway run as a real process
-(`python -m gateway run`) that can be stopped cleanly or SIGKILLed.
+(`python -m hearthgate run`) that can be stopped cleanly or SIGKILLed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import aiomqtt
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -135,7 +135,7 @@ class PlatformSubscriber:
 
 
 class GatewayProcess:
-    """`python -m gateway run -c CONFIG` as a child process."""
+    """`python -m hearthgate run -c CONFIG` as a child process."""
 
     def __init__(self, config: Path, *, log_file: Path | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -146,11 +146,10 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         env.update(self.env)
         log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(self.config)],
+            [sys.executable, "-m", "hearthgate", "run", "-c", str(self.config)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
         )
         log.close()
@@ -202,11 +201,10 @@ async def wait_started(
 
 
 async def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """`python -m gateway ARGS` (the `hearthgate` command), without blocking the loop."""
+    """`python -m hearthgate ARGS` (the `hearthgate` command), without blocking the loop."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "gateway", *args], capture_output=True,
+        subprocess.run, [sys.executable, "-m", "hearthgate", *args], capture_output=True,
         text=True, env=env, timeout=timeout, cwd=str(REPO),
     )
 

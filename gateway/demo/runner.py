@@ -32,15 +32,11 @@ from typing import Any
 
 import aiomqtt
 
-from drivers.scenario import Scenario, devices_from_config, parse_scenario, play
-from drivers.simulators.links import PtyLink
-from drivers.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
-from drivers.simulators.rflink import RFLinkReceiverSimulator
-from drivers.simulators.zigbee2mqtt import Zigbee2MqttPublisher
-from gateway.config import ConfigError, GatewayConfig, parse_config_data
-from gateway.demo_clock import PacedClock
-from gateway.demo_console import CareWorker, PlatformConsole, console_line, fmt_when
-from gateway.demo_day import (
+from hearthgate.config import ConfigError, GatewayConfig, parse_config_data
+from hearthgate.core.model import Instant
+from hearthgate.demo.clock import PacedClock
+from hearthgate.demo.console import CareWorker, PlatformConsole, console_line, fmt_when
+from hearthgate.demo.day import (
     BASE_LOAD_W,
     DAY,
     DAY_START,
@@ -52,10 +48,14 @@ from gateway.demo_day import (
     build_config,
     usage_timeline,
 )
-from gateway.local_broker import BrokerUnavailable, MosquittoBroker, mosquitto_binary
-from gateway.model import Instant
-from gateway.service import Gateway
-from gateway.testkit import PlatformSubscriber
+from hearthgate.devkit.local_broker import BrokerUnavailable, MosquittoBroker, mosquitto_binary
+from hearthgate.devkit.testkit import PlatformSubscriber
+from hearthgate.service import Gateway
+from hearthgate.simulators.links import PtyLink
+from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+from hearthgate.simulators.rflink import RFLinkReceiverSimulator
+from hearthgate.simulators.scenario import Scenario, devices_from_config, parse_scenario, play
+from hearthgate.simulators.zigbee2mqtt import Zigbee2MqttPublisher
 
 log = logging.getLogger("hearthgate.demo")
 

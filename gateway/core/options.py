@@ -1,0 +1,49 @@
+"""What a bus, a device or a rule is configured with, as its plugin receives it.
+
+The config file is validated into these (hearthgate.config builds them); drivers and rules
+read them and never the loader, so they stay below the service in the import order. The
+keys beyond the common ones are validated by the option model that the bus type,
+protocol or rule type declares (`hearthgate.registry`) and kept in `.options`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearthgate.core.durations import Duration
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class Options(BaseModel):
+    """Base of every option model: unknown keys are errors (docs/configuration.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Section(BaseModel):
+    """Base of every config section: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BusConfig(Section):
+    """One entry of `buses:`: an id, a bus type and that type's options."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    type: str
+    options: Options
+
+
+class DeviceConfig(Section):
+    """One entry of `devices:`: the common keys and its protocol's options."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    site: str
+    kind: str
+    protocol: str
+    bus: str
+    name: str | None = None
+    # Silence after which the device counts as offline (hearthgate.core.health).
+    offline_after: Duration | None = None
+    options: Options
