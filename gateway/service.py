@@ -68,6 +68,28 @@ def uplink_password(config: GatewayConfig) -> str | None:
 
 
 class Gateway:
+    """The whole gateway for one config: drivers, rules, store and uplink under one supervisor.
+
+    `run(stop)` opens the store, restores the rule engine's state, connects the uplink, starts
+    a driver per protocol on each bus, and then runs the rules loop until `stop` is set; a
+    clean stop publishes `offline` and flushes the store. A crashing driver or extra task is
+    restarted with backoff by the supervisor; a crashing essential task (the rules loop, the
+    store writer) ends `run` with an ExceptionGroup holding `EssentialTaskFailed`, which the
+    `run` command turns into exit status 1, so that systemd starts a clean process.
+
+    Args:
+        config: a validated config (`hearthgate.config.load_config`); its buses, protocols and
+            rules are built from the registry it was validated against (`config.registry`).
+        clock: the clock every driver and rule reads (default `SystemClock`); tests pass a
+            `SimulatedClock` or a scaled one.
+        data_dir: where the SQLite store and the live device file go (default
+            `gateway.data_dir` of the config).
+
+    Raises:
+        ExceptionGroup: from `run`, holding `EssentialTaskFailed`, when an essential task crashed.
+        OSError, sqlite3.Error: from `run`, when the store cannot be opened.
+    """
+
     def __init__(
         self, config: GatewayConfig, *, clock: Clock | None = None, data_dir: Path | None = None
     ) -> None:

@@ -23,10 +23,26 @@ STABLE_AFTER = 60.0  # a run this long resets the backoff
 
 
 class EssentialTaskFailed(RuntimeError):
-    pass
+    """An essential task crashed; the gateway stops so that systemd restarts it clean."""
 
 
 class Supervisor:
+    """Starts named tasks in a TaskGroup it is given, and restarts the ones that crash.
+
+    Every task of the gateway is started through `start`, so each has an owner and a name
+    (`driver:<bus>:<protocol>`, `uplink`, `rules`, ...); nothing is fire-and-forget. A task
+    that raises is logged and started again after an exponential backoff with jitter
+    (`backoff_min` doubling up to `backoff_max`, reset after a run of `STABLE_AFTER` s), and
+    `restarts` counts it; a task that returns is done. Cancellation is never swallowed.
+
+    Args:
+        tg: the TaskGroup that owns the tasks; leaving it cancels them all.
+
+    Raises:
+        EssentialTaskFailed: (inside the TaskGroup, so it ends the group) when a task started
+            with `essential=True` raises.
+    """
+
     def __init__(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg
         self.restarts: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""The link to the central platform's MQTT broker (contract §3).
+"""The link to the central platform's MQTT broker (topics and payloads: docs/mqtt-api.md).
 
 - `P/status` retained, with a Last Will saying `offline`; a clean stop says it itself.
 - Alert transitions come from the store's outbox and leave it only on PUBACK. A
@@ -80,6 +80,29 @@ class UplinkStats:
 
 
 class Uplink:
+    """The gateway's one connection to the platform's broker, and the delivery loop on it.
+
+    `run()` connects (TLS when configured, the Last Will set to `offline`), publishes the
+    retained `online` status, subscribes to `P/cmd/#` and then delivers until cancelled:
+    alert transitions from the store's outbox, most urgent first, each removed from the outbox
+    only on its PUBACK; telemetry offered with `offer_telemetry`; the retained device snapshot
+    given to `set_devices`. When the connection drops or a publish times out, it reconnects
+    with backoff and jitter and sends again everything not acknowledged, with the same
+    `event_id`. Connection failures, a refused password or unreadable TLS files included, are
+    logged once per reason and retried; `run` does not raise them.
+
+    Args:
+        config: the gateway's config (`uplink:` and `gateway.id` make the topic prefix `P`).
+        store: the store whose outbox holds what must be delivered.
+        on_command: called as `await on_command(name, body)` for each downlink command; what
+            it returns (or the `CommandError` it raises) is published on `P/cmd/result`.
+        password: the broker password, already read from `password` or `password_file`.
+
+    Raises:
+        Exception: from `run`, only a bug (anything that is not a connection failure), which
+            the supervisor logs and restarts.
+    """
+
     def __init__(
         self,
         config: GatewayConfig,
