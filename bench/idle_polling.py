@@ -1,4 +1,4 @@
-"""Idle CPU with 200 meters polled every minute (targets.md: ≤ 1 % of a core).
+"""Idle CPU with 200 meters polled every minute (target: ≤ 1 % of a core, docs/performance.md).
 
 100 DL/T 645 electricity meters and 100 CJ/T 188 water meters, simulated by
 `hearthgate simulate` in two separate processes, each on its own pseudo-terminal; the

@@ -65,7 +65,7 @@ class NoReply(BusError):
 
 
 class SerialBusOptions(Options):
-    """Keys of a `type: serial` bus (contract §2)."""
+    """Keys of a `type: serial` bus (docs/configuration.md, docs/meters.md)."""
 
     port: str = Field(description="a serial port (/dev/ttyUSB0) or any pyserial URL")
     baudrate: int = Field(default=2400, ge=50, le=4_000_000)

@@ -130,7 +130,8 @@ def _model(sos: set[str] | None = None, fall: set[str] | None = None,
     )
 
 
-# zigbee2mqtt `model` ids. SOS buttons differ by their `action` values (protocols.md).
+# zigbee2mqtt `model` ids. SOS buttons differ by their `action` values
+# (docs/protocols.md, "Zigbee sensors via zigbee2mqtt").
 MODELS: dict[str, ModelMap] = {
     "generic": _model(sos={"emergency", "sos", "panic"}),
     # SOS buttons

@@ -1,4 +1,4 @@
-"""`hearthgate` — the one command (contract §1)."""
+"""`hearthgate` — the one command (its commands: docs/operations.md, README.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Durations (`500ms`, `30s`, `10m`, `12h`, `3d`) and times of day (`22:00-06:00`).
 
 Pure parsing, plus pydantic-ready annotated types so every option model in
-drivers/ and rules/ reads them the same way (contract §2).
+drivers/ and rules/ reads them the same way (docs/configuration.md).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ class Priority(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class AlertTransition:
-    """One raised / escalated / cleared event of one alert (contract §3)."""
+    """One raised / escalated / cleared event of one alert (docs/mqtt-api.md, "P/alerts")."""
 
     event_id: str
     alert_id: str
@@ -164,7 +164,8 @@ class AlertTransition:
 
 
 def isoformat(moment: datetime, tz: Any) -> str:
-    """ISO 8601 with the offset of `tz`, to the second (contract §3)."""
+    """ISO 8601 with the offset of `tz`, to the second: every time on the wire carries the
+    offset of `gateway.timezone` (docs/mqtt-api.md)."""
     return moment.astimezone(tz).isoformat(timespec="seconds")
 
 

@@ -1,4 +1,4 @@
-"""CJ/T 188-2004 codec: every example frame of protocols.md both ways, round trips, fuzzing."""
+"""CJ/T 188-2004 codec: every example frame of docs/protocols.md both ways, round trips, fuzzing."""
 
 from __future__ import annotations
 

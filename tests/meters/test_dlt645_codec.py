@@ -1,4 +1,4 @@
-"""DL/T 645-2007 codec: every example frame of protocols.md both ways, round trips, fuzzing."""
+"""DL/T 645-2007 codec: every example frame of docs/protocols.md both ways, round trips, fuzzing."""
 
 from __future__ import annotations
 

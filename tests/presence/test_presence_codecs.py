@@ -37,7 +37,7 @@ from hearthgate.drivers.rflink_codec import (
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# protocols.md, "Door access"
+# docs/protocols.md, "Door access"
 POLL = bytes.fromhex("53 01 08 00 04 60 BA 00")
 ACK = bytes.fromhex("53 81 08 00 04 40 08 06")
 RAW = bytes.fromhex("53 81 10 00 05 50 00 01 1A 00 BD 88 EB 80 AE 20")
