@@ -32,7 +32,7 @@ DEFAULT_MAX_RATE_PER_HOUR: dict[str, float] = {
     "energy_export_kwh": 50.0,
 }
 
-# Conversions into the unit each metric is published in (gateway/model.py METRIC_UNITS).
+# Conversions into the unit each metric is published in (gateway/core/model.py METRIC_UNITS).
 _FACTORS: dict[tuple[str, str], float] = {
     ("L", "m3"): 0.001,
     ("m3", "m3"): 1.0,

@@ -16,7 +16,7 @@
 #   --python PY        the Python (>= 3.11) for the virtualenv (default python3)
 #   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR")
 #   --example FILE     config example copied to config.yaml when none exists
-#                      (default: the first of config/home.yaml, example.yaml, minimal.yaml)
+#                      (default: config/minimal.yaml)
 #   --properties FILE  udev-add: read the adapter's properties from FILE (the output of
 #                      `udevadm info --query=property --name=DEVICE`) instead of udevadm
 #   --by serial|path   udev-add: match on the serial number or on the USB port
@@ -310,13 +310,9 @@ find_example() {
         printf '%s' "$EXAMPLE"
         return
     fi
-    for f in "$SRC/config/home.yaml" "$SRC/config/example.yaml" "$SRC/config/minimal.yaml"; do
-        if [[ -f $f ]]; then
-            printf '%s' "$f"
-            return
-        fi
-    done
-    die "no example config in $SRC/config (give one with --example FILE)"
+    local f="$SRC/config/minimal.yaml"
+    [[ -f $f ]] || die "no example config in $SRC/config (give one with --example FILE)"
+    printf '%s' "$f"
 }
 
 SECRETS_TEMPLATE='# Secrets for config.yaml, read there with the tag !secret NAME,

@@ -1,7 +1,7 @@
 """The day `hearthgate demo` plays: two homes, their devices, and what their residents do.
 
 - `build_config(...)`: the gateway config an installer would write for the two homes.
-- `DAY`: what the people do, in the scenario format of drivers/scenario.py (SOS presses,
+- `DAY`: what the people do, in the scenario format of gateway/simulators/scenario.py (SOS presses,
   motion, doors, a sensor whose battery dies, a pendant reporting a weak battery).
 - `USAGE`: water and electricity use, which the meter simulators integrate over time.
 

@@ -9,9 +9,9 @@ worker who acknowledges alerts. Time runs on a
 `PacedClock`: real pace while everything connects, `--speed` simulated seconds
 per real second for the day, real pace again for a clean stop.
 
-What happens is in gateway/demo_day.py: the config, what the residents do (a
-scenario in the format of drivers/scenario.py, which the simulators and the
-rules tests use too) and their water and electricity use.
+What happens is in gateway/demo/day.py: the config, what the residents do (a
+scenario in the format of gateway/simulators/scenario.py, which the simulators and
+the rules tests use too) and their water and electricity use.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`hearthgate simulate rflink|osdp|zigbee2mqtt ...`: presence-device simulators for bench tests.
 
-Each simulator acts out a scenario (drivers/scenario.py) for the devices of its protocol.
+Each simulator acts out a scenario (gateway/simulators/scenario.py) for the devices of its protocol.
 Devices come from the scenario's `devices:` and/or a gateway config (`-c`), so an
 installer can point the simulator at the very config the gateway runs with.
 

@@ -218,7 +218,8 @@ def test_real_install_idempotence_and_uninstall(tmp_path: Path, example: Path) -
     assert (venv / "bin/hearthgate").exists()
     assert os.readlink(root / "usr/local/bin/hearthgate") == "/srv/hg/venv/bin/hearthgate"
     probe = subprocess.run([str(venv / "bin/python"), "-c",
-                            "import gateway.sdnotify, gateway.metrics; print(gateway.__file__)"],
+                            "import hearthgate.sdnotify, hearthgate.metrics;"
+                            " print(hearthgate.__file__)"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert probe.returncode == 0 and str(venv) in probe.stdout, probe.stderr
 

@@ -8,6 +8,7 @@ contract, and the contract fails the build on an upward import.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -67,6 +68,13 @@ def _imports(path: Path) -> list[str]:
     return found
 
 
+# An import in code handed to a subprocess (`python -c "..."`) is a string: read the text too.
+IMPORT_TEXT = re.compile(
+    r"(?:^|[;\"'\s])(?:import\s+(?:gateway|drivers|rules)\b(?!\s+[a-z])"
+    r"|from\s+(?:gateway|drivers|rules)(?:\.\w+)*\s+import\b)"
+)
+
+
 def test_nothing_imports_the_folder_names() -> None:
     # `gateway`, `drivers` and `rules` are folders, not packages: only hearthgate.* is importable
     # once installed, so an import of them works in the work tree and fails on a Pi.
@@ -76,6 +84,9 @@ def test_nothing_imports_the_folder_names() -> None:
             for name in _imports(path):
                 if name.split(".")[0] in OLD_NAMES:
                     offenders.append(f"{path.relative_to(REPO)}: {name}")
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if IMPORT_TEXT.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert offenders == []
 
 
