@@ -312,7 +312,7 @@ def test_check_prints_warnings_and_still_exits_0(tmp_path: Path) -> None:
 
 
 def test_redact_hides_quoted_and_long_secrets_only() -> None:
-    from hearthgate.secrets import redact
+    from hearthgate.config.secrets import redact
 
     assert redact("got 'ab', not a number", ["ab"]) == "got '***', not a number"
     assert redact("a bad value at b", ["a"]) == "a bad value at b"
