@@ -1,6 +1,8 @@
 """Legal but probably wrong: the warnings `hearthgate check` prints (docs/configuration.md).
 
-A warning never makes a config invalid.
+A warning never makes a config invalid. Which rules a site is expected to have is data
+of the rule types (`RuleSpec.expected`), so a new rule type brings its own warnings
+without a line here.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from hearthgate.config.reporting import problem_at
 from hearthgate.config.sites import RuleOrigins
 from hearthgate.core.durations import format_duration
 from hearthgate.core.options import DeviceConfig
-
-_SOS_KIND = "sos_button"
+from hearthgate.rules.base import RuleSpec
 
 
 def review(
@@ -50,42 +51,33 @@ class _Review:
             if bus.id not in used_buses:
                 self.warn(("buses", i, "id"), f"bus '{bus.id}' has no devices")
         for si, site in enumerate(cfg.sites):
-            self._site(si, site)
+            devices = [(i, d) for i, d in enumerate(cfg.devices) if d.site == site.id]
+            for spec in cfg.registry.rules.values():
+                self._expected(si, site, devices, spec)
+            self._poll_vs_window(si, site, devices)
         self._uplink()
         return self.out
 
-    def _site(self, si: int, site: SiteConfig) -> None:
-        devices = [(i, d) for i, d in enumerate(self.config.devices) if d.site == site.id]
-        kinds = {d.kind for _, d in devices}
-        types = {r.type for r in site.rules}
-        site_loc: Loc = ("sites", si, "id")
-        for i, d in devices:
-            if d.kind == "water_meter" and "no_water" not in types:
+    def _expected(
+        self, si: int, site: SiteConfig, devices: list[tuple[int, DeviceConfig]], spec: RuleSpec
+    ) -> None:
+        expected = spec.expected
+        if expected is None:
+            return
+        present = [(i, d) for i, d in devices if d.kind in expected.kinds]
+        has_rule = any(r.type == spec.name for r in site.rules)
+        if present and not has_rule:
+            for i, d in present if expected.each_device else present[:1]:
                 self.warn(
                     ("devices", i, "kind"),
-                    f"device '{d.id}' is a water meter but site '{site.id}' has no"
-                    " 'no_water' rule: nobody hears if the water stops",
-                    "add {type: no_water, window: 12h} to the site's rules",
+                    expected.unwatched.format(site=site.id, device=d.id),
+                    expected.hint,
                 )
-        if _SOS_KIND in kinds and "sos" not in types:
-            i, d = next((i, d) for i, d in devices if d.kind == _SOS_KIND)
-            self.warn(
-                ("devices", i, "kind"),
-                f"site '{site.id}' has an SOS button ('{d.id}') but no 'sos' rule:"
-                " a press raises no alert",
-                "add {type: sos} to the site's rules",
-            )
-        if _SOS_KIND not in kinds:
-            if "sos" in types:
-                k = next(k for k, r in enumerate(site.rules) if r.type == "sos")
-                self.warn(
-                    self.origins[(si, k)](("type",)),
-                    f"site '{site.id}' has an 'sos' rule but no sos_button device: it can never"
-                    " fire",
-                )
-            else:
-                self.warn(site_loc, f"site '{site.id}' has no SOS device (sos_button)")
-        self._poll_vs_window(si, site, devices)
+        elif not present and has_rule and expected.idle is not None:
+            k = next(k for k, r in enumerate(site.rules) if r.type == spec.name)
+            self.warn(self.origins[(si, k)](("type",)), expected.idle.format(site=site.id))
+        elif not present and not has_rule and expected.absent is not None:
+            self.warn(("sites", si, "id"), expected.absent.format(site=site.id))
 
     def _poll_vs_window(
         self, si: int, site: SiteConfig, devices: list[tuple[int, DeviceConfig]]
