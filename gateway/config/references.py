@@ -1,6 +1,6 @@
 """What no single entry can check alone: unique ids, and what devices refer to.
 
-Read from the raw data rather than the validated entries, so that a device naming a bus
+Ids are read from the raw data rather than the validated entries, so that a device naming a bus
 that is itself invalid is not also told the bus does not exist.
 """
 
