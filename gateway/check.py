@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from hearthgate.config import ConfigError
+from hearthgate.config import ConfigError, load
 from hearthgate.registry import STANDARD, Registry
 
 EXIT_OK = 0
@@ -24,8 +24,6 @@ def run_check(
     err: TextIO = sys.stderr,
     registry: Registry = STANDARD,
 ) -> int:
-    from hearthgate.config_loader import load
-
     try:
         result = load(Path(path), registry)
     except ConfigError as exc:

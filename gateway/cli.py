@@ -29,8 +29,7 @@ def _setup_logging(level: str) -> None:
 
 def _load(path: str, warnings: list[str] | None = None) -> GatewayConfig | None:
     """The config, or None after printing its problems; warnings are collected, not printed."""
-    from hearthgate.config import ConfigError
-    from hearthgate.config_loader import load
+    from hearthgate.config import ConfigError, load
 
     try:
         result = load(Path(path))

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearthgate.config import DeviceConfig, GatewayConfig
+from hearthgate.config import GatewayConfig
 from hearthgate.core.model import Instant, Observation, ObservationValue, isoformat
+from hearthgate.core.options import DeviceConfig
 
 # Readings that describe the device rather than the home.
 _HEALTH_METRICS = {"alive", "battery_pct", "linkquality", "rssi"}

@@ -26,6 +26,7 @@ from hearthgate.rules.base import (
     RuleSite,
     RuleSpec,
     Signal,
+    SiteExpectation,
     ago,
     back,
     span_text,
@@ -290,6 +291,13 @@ RULE_SPECS = (
     RuleSpec(
         "no_water", NoWaterOptions, NoWaterRule, kinds=frozenset({"water_meter"}),
         description="no water used for `window` (not counted while away or meters offline)",
+        expected=SiteExpectation(
+            kinds=frozenset({"water_meter"}),
+            unwatched="device '{device}' is a water meter but site '{site}' has no"
+            " 'no_water' rule: nobody hears if the water stops",
+            hint="add {type: no_water, window: 12h} to the site's rules",
+            each_device=True,
+        ),
     ),
     RuleSpec(
         "inactivity", InactivityOptions, InactivityRule, kinds=frozenset({"motion_sensor"}),

@@ -169,16 +169,50 @@ def span_text(rule: Rule, seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class SiteExpectation:
+    """Where a site is expected to have a rule type, and what `hearthgate check` warns if not.
+
+    The messages are `str.format` templates over `site` (the site's id) and, in
+    `unwatched`, `device` (the device's id); the hint is given as written.
+
+    Args:
+        kinds: a site with a device of one of these kinds should have the rule.
+        unwatched: the warning, at the device's `kind:`, when such a site lacks the rule.
+        hint: what to add, given with `unwatched`.
+        each_device: warn at every such device rather than at the first one only.
+        idle: the warning, at the rule's `type:`, when a site has the rule but no such device.
+        absent: the warning, at the site's `id:`, when a site has neither the rule nor such a
+            device.
+    """
+
+    kinds: frozenset[str]
+    unwatched: str
+    hint: str | None = None
+    each_device: bool = False
+    idle: str | None = None
+    absent: str | None = None
+
+
+@dataclass(frozen=True)
 class RuleSpec:
     """A rule type (`sites[].rules[].type`): its option model and its state machine.
 
     Each rule module declares its specs in `RULE_SPECS`; `hearthgate.registry` lists them.
+
+    Args:
+        name: what `type:` says.
+        options: the model the rule's keys are validated by.
+        cls: the state machine the engine runs.
+        kinds: device kinds whose observations the rule reads; empty means any kind.
+        description: one line, for the JSON Schema.
+        expected: where a site should have the rule, for `hearthgate check`; None: nowhere
+            in particular.
     """
 
     name: str
     options: type[Options]
     cls: type[Rule]
-    # Device kinds whose observations the rule reads; empty means any kind.
     kinds: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    expected: SiteExpectation | None = None
 

@@ -10,7 +10,15 @@ from typing import ClassVar
 
 from hearthgate.core.durations import Duration
 from hearthgate.core.model import Instant, Observation, Severity, isoformat
-from hearthgate.rules.base import Raise, Rule, RuleOptions, RuleSite, RuleSpec, Signal
+from hearthgate.rules.base import (
+    Raise,
+    Rule,
+    RuleOptions,
+    RuleSite,
+    RuleSpec,
+    Signal,
+    SiteExpectation,
+)
 
 
 class SosOptions(RuleOptions):
@@ -78,6 +86,15 @@ RULE_SPECS = (
         SosRule,
         kinds=frozenset({"sos_button"}),
         description="an SOS press raises a critical alert at once; cleared when acknowledged",
+        # Every site should be able to call for help.
+        expected=SiteExpectation(
+            kinds=frozenset({"sos_button"}),
+            unwatched="site '{site}' has an SOS button ('{device}') but no 'sos' rule:"
+            " a press raises no alert",
+            hint="add {type: sos} to the site's rules",
+            idle="site '{site}' has an 'sos' rule but no sos_button device: it can never fire",
+            absent="site '{site}' has no SOS device (sos_button)",
+        ),
     ),
     RuleSpec(
         "fall",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import Field
 
-from hearthgate import config, config_loader
+from hearthgate import config
 from hearthgate.core.durations import Duration, TimeRangeField
 from hearthgate.registry import STANDARD, BusType, Options, ProtocolSpec, Registry, RuleSpec
 from hearthgate.rules.base import RuleOptions
@@ -76,7 +76,7 @@ TEST_RULES = [
 TEST_REGISTRY = STANDARD.extended(TEST_BUS_TYPES, TEST_PROTOCOLS, TEST_RULES)
 load_config = functools.partial(config.load_config, registry=TEST_REGISTRY)
 parse_config_data = functools.partial(config.parse_config_data, registry=TEST_REGISTRY)
-load = functools.partial(config_loader.load, registry=TEST_REGISTRY)
+load = functools.partial(config.load, registry=TEST_REGISTRY)
 
 
 @pytest.fixture

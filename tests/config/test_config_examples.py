@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 
 from hearthgate.check import run_check
-from hearthgate.config_schema import build_schema, render
-from hearthgate.yaml_positions import read_yaml
+from hearthgate.config.positions import read_yaml
+from hearthgate.config.schema import build_schema, render
 from tests.config.conftest import TEST_REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,12 +45,12 @@ def test_every_example_names_the_schema(path: Path) -> None:
 def test_committed_schema_is_current() -> None:
     # A fresh process: other tests register stand-in protocols in this one's registry.
     fresh = subprocess.run(
-        [sys.executable, "-m", "hearthgate.config_schema"], capture_output=True, text=True,
+        [sys.executable, "-m", "hearthgate.config.schema"], capture_output=True, text=True,
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, check=True,
     ).stdout
     committed = (REPO / "config" / "schema.json").read_text(encoding="utf-8")
     assert committed == fresh, (
-        "config/schema.json is stale: run `python -m hearthgate.config_schema > config/schema.json`"
+        "config/schema.json is stale: run `python -m hearthgate.config.schema > config/schema.json`"
     )
 
 
@@ -127,7 +127,7 @@ def test_loading_the_config_does_not_import_the_yaml_library_up_front() -> None:
     import subprocess
     import sys
 
-    code = "import sys, gateway.config_loader, gateway.check; print('ruamel.yaml' in sys.modules)"
+    code = "import sys, hearthgate.config, hearthgate.check; print('ruamel.yaml' in sys.modules)"
     run = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
     )

@@ -11,10 +11,19 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from hearthgate import config
 from hearthgate.check import run_check
 from hearthgate.config import ConfigError
+from hearthgate.rules.base import RuleSpec, SiteExpectation
+from hearthgate.rules.sos import SosRule
 from tests.config.config_samples import GOOD
-from tests.config.conftest import TEST_REGISTRY, load, load_config, parse_config_data
+from tests.config.conftest import (
+    TEST_REGISTRY,
+    WindowTestOptions,
+    load,
+    load_config,
+    parse_config_data,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -301,6 +310,45 @@ def test_warning_uplink_without_tls(tmp_path: Path, host: str, warned: bool) -> 
     assert warnings_of(tmp_path, with_tls) == []
 
 
+def test_a_rule_type_brings_its_own_site_warnings(tmp_path: Path) -> None:
+    # The warnings about missing rules are data of the rule types, not code of the loader.
+    expected = SiteExpectation(
+        kinds=frozenset({"motion_sensor"}),
+        unwatched="'{device}' moves unwatched in '{site}'",
+        hint="add {type: t_motion}",
+        each_device=True,
+        idle="'{site}' has t_motion but nothing that moves",
+        absent="'{site}' has no motion sensor",
+    )
+    registry = TEST_REGISTRY.extended(
+        rules=[RuleSpec("t_motion", WindowTestOptions, SosRule, expected=expected)]
+    )
+
+    def found(text: str) -> list[tuple[int, int, str, str | None]]:
+        result = config.load(write(tmp_path, text), registry)
+        return [(w.line, w.col, w.message, w.hint) for w in result.warnings]
+
+    line, col = pos(GOOD, "id: home")
+    assert found(GOOD) == [(line, col + 4, "'home' has no motion sensor", None)]
+
+    motion = "".join(
+        f"  - {{id: pir-{n}, site: home, kind: motion_sensor, protocol: t_zigbee, bus: zigbee,\n"
+        f"     topic: zigbee2mqtt/pir_{n}}}\n"
+        for n in (1, 2)
+    )
+    text = GOOD.replace("sites:\n", motion + "sites:\n")
+    assert found(text) == [
+        (*pos(text, "motion_sensor", n), f"'pir-{n + 1}' moves unwatched in 'home'",
+         "add {type: t_motion}")
+        for n in (0, 1)
+    ]
+
+    text = GOOD.replace("      - {type: sos}\n", "      - {type: sos}\n      - {type: t_motion}\n")
+    assert found(text) == [
+        (*pos(text, "t_motion"), "'home' has t_motion but nothing that moves", None)
+    ]
+
+
 def test_check_prints_warnings_and_still_exits_0(tmp_path: Path) -> None:
     text = GOOD + "  - id: garden\n"
     path = write(tmp_path, text)
@@ -312,7 +360,7 @@ def test_check_prints_warnings_and_still_exits_0(tmp_path: Path) -> None:
 
 
 def test_redact_hides_quoted_and_long_secrets_only() -> None:
-    from hearthgate.secrets import redact
+    from hearthgate.config.secrets import redact
 
     assert redact("got 'ab', not a number", ["ab"]) == "got '***', not a number"
     assert redact("a bad value at b", ["a"]) == "a bad value at b"

@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Any
 
-from hearthgate.config import BusConfig, DeviceConfig
+from hearthgate.core.options import BusConfig, DeviceConfig
 from hearthgate.drivers.base import DriverContext
 from hearthgate.drivers.mqtt_bus import MqttBus
 from hearthgate.registry import STANDARD, BusType, Options, ProtocolSpec

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hearthgate.config import BusConfig
 from hearthgate.core.clock import SimulatedClock
+from hearthgate.core.options import BusConfig
 from hearthgate.drivers.base import DriverContext
 from hearthgate.drivers.serial_bus import BusDown, NoReply, SerialBus, SerialBusOptions
 from hearthgate.registry import STANDARD

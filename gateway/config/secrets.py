@@ -7,8 +7,8 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from hearthgate.config import ConfigProblem
-from hearthgate.yaml_positions import SecretLookupError, read_yaml
+from hearthgate.config.models import ConfigProblem
+from hearthgate.config.positions import SecretLookupError, read_yaml
 
 SECRETS_FILE = "secrets.yaml"
 MAX_SECRET_FILE = 64 * 1024

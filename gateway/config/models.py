@@ -1,14 +1,15 @@
-"""The configuration: one YAML file, validated into frozen pydantic models (contract §2).
+"""What a config file means: frozen pydantic models of its sections (docs/configuration.md).
 
 Buses, devices and rules are written flat in YAML (`{id: x, type: serial, port: ...}`);
 the keys beyond the common ones are validated by the option model that the bus
 type, protocol or rule type registered (gateway/registry.py) and kept in `.options`.
+These models hold no reading and no cross-checking: `hearthgate.config.loading` builds them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
@@ -74,11 +75,22 @@ class UplinkSection(Section):
 
 
 class RuleConfig(Section):
+    """One rule of a site: its registered type and the options its RuleSpec validated."""
+
     type: str
     options: Options
 
 
 class SiteConfig(Section):
+    """One site (a home, a room) and its rules, a profile's merged with its own `rules:`.
+
+    Args:
+        id: the site's id; devices name it in `site:`.
+        resident, name: who lives there and what installers call it.
+        profile: the named default rule set the rules were expanded from, if any.
+        rules: the site's rules after expansion.
+    """
+
     id: str = Field(pattern=ID_PATTERN)
     resident: str | None = None
     name: str | None = None
@@ -89,6 +101,17 @@ class SiteConfig(Section):
 
 
 class GatewayConfig(Section):
+    """A whole config file, valid and cross-checked; frozen.
+
+    `load_config` and `parse_config_data` build it after checking what the models alone
+    cannot (registered types and their options, unique ids, references).
+
+    Args:
+        gateway, uplink: the two required sections.
+        buses, devices, sites: the entries, in file order.
+        source: the file it was read from, if any.
+    """
+
     gateway: GatewaySection
     uplink: UplinkSection
     buses: tuple[BusConfig, ...] = ()
@@ -137,26 +160,13 @@ class ConfigProblem(BaseModel):
 
 
 class ConfigError(Exception):
+    """A config that cannot be used; its text is every problem, one `FILE:LINE:COL:` each.
+
+    Args:
+        problems: what is wrong, sorted by position.
+    """
+
     def __init__(self, problems: list[ConfigProblem]) -> None:
         super().__init__("\n".join(p.format() for p in problems))
         self.problems = problems
 
-
-def load_config(path: str | Path, registry: Registry = STANDARD) -> GatewayConfig:
-    """Read and validate a config file; raise ConfigError with positions on any problem.
-
-    ConfigError is the only exception this raises, whatever the file holds.
-    """
-    from hearthgate.config_loader import load
-
-    return load(Path(path), registry).config
-
-
-def parse_config_data(
-    data: dict[str, Any], source: Path | None = None, registry: Registry = STANDARD
-) -> GatewayConfig:
-    """Validate already-parsed data (tests, demo); problems are reported at line 1, column 1
-    with the path of the offending key in the message."""
-    from hearthgate.config_loader import validate_data
-
-    return validate_data(data, source, registry).config

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearthgate.config import ConfigProblem
+from hearthgate.config.models import ConfigProblem
 
 Loc = tuple[str | int, ...]
 
