@@ -137,7 +137,7 @@ class Gateway:
                 sup = Supervisor(tg)
                 self.supervisor = sup
                 sup.start("store-writer", store.run, essential=True)
-                store._writer = sup.tasks["store-writer"]
+                store.adopt_writer(sup.tasks["store-writer"])
                 sup.start("rules", self._rules_loop, essential=True)
                 sup.start("uplink", uplink.run)
                 sup.start("telemetry", self._telemetry_loop)
@@ -152,7 +152,7 @@ class Gateway:
                 await self._shutdown(sup, driver_tasks)
                 await cancel_all(list(sup.tasks.values()))
         finally:
-            store._writer = None
+            store.forget_writer()
             await store.close()
 
     async def _restore(self, store: Store) -> None:

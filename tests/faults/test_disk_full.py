@@ -75,10 +75,10 @@ class PageLimit(Disk):
 
     async def fill(self, store: Store) -> None:
         # Lower than the file's size means "exactly its size": not one page more.
-        await store._db.execute("PRAGMA max_page_count=1")
+        await store._writer.db.execute("PRAGMA max_page_count=1")
 
     async def free(self, store: Store) -> None:
-        await store._db.execute("PRAGMA max_page_count=1073741823")
+        await store._writer.db.execute("PRAGMA max_page_count=1073741823")
 
 
 @pytest.fixture(params=["tmpfs", "page_limit"])
