@@ -161,4 +161,6 @@ def test_an_upward_import_breaks_the_build(
     result = _lint(tree)
     assert result.returncode == 1, result.stdout
     broken = [ln for ln in result.stdout.splitlines() if ln.endswith("BROKEN")]
-    assert len(broken) == 1 and broken[0].startswith(contract), result.stdout
+    # The contract that guards this boundary is among the broken ones (a finer contract inside a
+    # package may break too).
+    assert any(ln.startswith(contract) for ln in broken), result.stdout
