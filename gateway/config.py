@@ -1,4 +1,5 @@
-"""The configuration: one YAML file, validated into frozen pydantic models (contract §2).
+"""The configuration: one YAML file, validated into frozen pydantic models
+(docs/configuration.md).
 
 Buses, devices and rules are written flat in YAML (`{id: x, type: serial, port: ...}`);
 the keys beyond the common ones are validated by the option model that the bus
