@@ -59,8 +59,9 @@ class StreamDecoder(ABC, Generic[F]):
     buffers. Every decoder keeps the same promises (tests/spine/test_codec_contract.py):
 
     - frames come out whole and in stream order, however the bytes are split;
-    - bytes that cannot be (part of) a frame come out as errors of the codec's type, each
-      holding the bytes skipped, before the frames that follow them;
+    - bytes that cannot be (part of) a frame, other than the filler the protocol allows,
+      come out as errors of the codec's type, each holding the bytes skipped, before the
+      frames that follow them;
     - an incomplete frame is kept until the rest arrives, but never more than `max_frame`
       bytes: a stream of noise cannot make the buffer grow.
 
