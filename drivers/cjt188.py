@@ -72,7 +72,9 @@ class CJT188Driver(MeterPoller):
             METER_TYPE_CODES[opts.meter_type], opts.address, ser,
             di_order=opts.di_order, preamble=opts.preamble,
         )
-        parse = self.reply_parser(device, codec, opts.address, self._answers(ser))
+        parse = self.reply_parser(
+            device, codec, codec.CJT188StreamDecoder(), opts.address, self._answers(ser)
+        )
         reply = await self.bus.exchange(request, parse)
         if isinstance(reply, codec.ErrorReply):
             self.ctx.frame_error(device.id, "error_reply", b"", f"ST {reply.status.hex(' ')}")

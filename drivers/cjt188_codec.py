@@ -11,7 +11,8 @@
 - SER is a sequence byte the master increments per exchange; the meter echoes it.
 
 Both directions are here so the simulator and the driver share one implementation. The only
-exception any function raises on bad input is `FrameError`.
+exception any function raises on bad input is `FrameError`; `CJT188StreamDecoder` cuts a
+byte stream into frames and returns it as a value (`hearthgate.core.codec`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from hearthgate.core.codec import CodecError, StartLengthDecoder
 from hearthgate.drivers import meter_framing as framing
 
 START = 0x68
@@ -68,15 +70,9 @@ UNIT_CODES = {name: code for code, name in UNITS.items()}
 DiOrder = Literal["high_first", "low_first"]
 
 
-class FrameError(ValueError):
-    """Bad CJ/T 188 input. `kind` names the fault (for per-device counters), `data` holds
-    the offending bytes (already removed from a stream buffer)."""
-
-    def __init__(self, kind: str, detail: str, data: bytes = b"") -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.data = data
+class FrameError(CodecError):
+    """Bad CJ/T 188 input, the codec's one error type. `kind` names the fault (for per-device
+    counters), `data` holds the offending bytes (from a stream, exactly those skipped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +277,24 @@ def decode_frame(raw: bytes) -> CJT188Frame:
     return framing.decode_one(raw, _frame_length, _decode_exact, FrameError)
 
 
-def next_frame(buf: bytearray) -> CJT188Frame | None:
-    """Take the next frame from a receive buffer; None if more bytes are needed.
+class CJT188StreamDecoder(StartLengthDecoder[CJT188Frame]):
+    """CJ/T 188 frames from a byte stream (`hearthgate.core.codec.StreamDecoder`).
 
-    Same contract as `dlt645_codec.next_frame`: leading FE skipped; garbage and bad frames
-    removed and raised as `FrameError` (call again to continue); a bad frame loses only its
-    first byte so that a real frame inside it is still found.
+    Leading FE bytes are skipped without a word; garbage and bad frames come out as
+    `FrameError` values holding the bytes skipped. Stateless: `decode` may be asked about
+    any bytes, in any order.
     """
-    return framing.scan(buf, _frame_length, _decode_exact, FrameError)
+
+    error = FrameError
+    start = START
+    filler = bytes([PREAMBLE])
+    max_frame = 13 + MAX_DATA
+
+    def frame_length(self, head: bytes) -> int | None:
+        return _frame_length(head)
+
+    def decode_frame(self, raw: bytes) -> CJT188Frame:
+        return _decode_exact(raw)
 
 
 # -- requests and replies ----------------------------------------------------------------------

@@ -56,7 +56,9 @@ class DLT645Driver(MeterPoller):
         for item in opts.read:
             di = _ENERGY_DI[opts.energy] if item == "energy_total_kwh" else _DI[item]
             request = codec.read_request(opts.address, di, preamble=opts.preamble)
-            parse = self.reply_parser(device, codec, opts.address, self._answers(di))
+            parse = self.reply_parser(
+                device, codec, codec.DLT645StreamDecoder(), opts.address, self._answers(di)
+            )
             reply = await self.bus.exchange(request, parse)
             if isinstance(reply, codec.ErrorReply):
                 refused += 1

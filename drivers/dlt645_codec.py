@@ -10,7 +10,8 @@
 
 Both directions are here (requests and replies, encode and decode) so the simulator and
 the driver share one implementation. The only exception any function raises on bad input
-is `FrameError`.
+is `FrameError`; `DLT645StreamDecoder` cuts a byte stream into frames and returns it as a
+value (`hearthgate.core.codec`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from hearthgate.core.codec import CodecError, StartLengthDecoder
 from hearthgate.drivers import meter_framing as framing
 
 START = 0x68
@@ -49,15 +51,9 @@ ERROR_BITS = {
 }
 
 
-class FrameError(ValueError):
-    """Bad DL/T 645 input. `kind` names the fault (for per-device counters), `data` holds
-    the offending bytes (already removed from a stream buffer)."""
-
-    def __init__(self, kind: str, detail: str, data: bytes = b"") -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.data = data
+class FrameError(CodecError):
+    """Bad DL/T 645 input, the codec's one error type. `kind` names the fault (for per-device
+    counters), `data` holds the offending bytes (from a stream, exactly those skipped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,15 +224,24 @@ def decode_frame(raw: bytes) -> DLT645Frame:
     return framing.decode_one(raw, _frame_length, _decode_exact, FrameError)
 
 
-def next_frame(buf: bytearray) -> DLT645Frame | None:
-    """Take the next frame from a receive buffer; None if more bytes are needed.
+class DLT645StreamDecoder(StartLengthDecoder[DLT645Frame]):
+    """DL/T 645 frames from a byte stream (`hearthgate.core.codec.StreamDecoder`).
 
-    Leading FE bytes are skipped silently. Anything else that cannot be a frame is removed
-    from `buf` and reported as `FrameError` (with the removed bytes in `.data`); call again
-    to continue after it. A frame with a bad checksum loses only its first byte, so a real
-    frame hidden inside it is still found.
+    Leading FE bytes are skipped without a word; garbage and bad frames come out as
+    `FrameError` values holding the bytes skipped. Stateless: `decode` may be asked about
+    any bytes, in any order.
     """
-    return framing.scan(buf, _frame_length, _decode_exact, FrameError)
+
+    error = FrameError
+    start = START
+    filler = bytes([PREAMBLE])
+    max_frame = 12 + MAX_DATA
+
+    def frame_length(self, head: bytes) -> int | None:
+        return _frame_length(head)
+
+    def decode_frame(self, raw: bytes) -> DLT645Frame:
+        return _decode_exact(raw)
 
 
 # -- requests and replies ----------------------------------------------------------------------

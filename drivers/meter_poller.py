@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from hearthgate.core.codec import CodecError, StreamDecoder
 from hearthgate.core.durations import Duration
 from hearthgate.core.model import ObservationValue
 from hearthgate.core.options import DeviceConfig, Options
@@ -82,27 +83,29 @@ class MeterPoller:
         raise NotImplementedError
 
     def reply_parser(
-        self, device: DeviceConfig, codec: Any, address: str,
+        self, device: DeviceConfig, codec: Any, decoder: StreamDecoder[Any], address: str,
         check: Callable[[Any], tuple[str, str] | None],
     ) -> Callable[[bytearray], Any]:
         """A `SerialBus.exchange` parse callback for DL/T 645 and CJ/T 188 (`codec` is the
-        codec module): the next reply from `address` that `check` accepts. `check(reply)`
-        returns None to accept, or (error kind, detail) to count the reply and keep waiting.
-        Everything else that arrives is counted against `device` and skipped."""
+        codec module, `decoder` its stream decoder): the next reply from `address` that
+        `check` accepts. `check(reply)` returns None to accept, or (error kind, detail) to
+        count the reply and keep waiting. Everything else that arrives is counted against
+        `device` and skipped."""
         ctx = self.ctx
 
         def parse(buf: bytearray) -> Any:
-            while True:
+            while (item := decoder.take(buf)) is not None:
+                if isinstance(item, CodecError):
+                    ctx.frame_error(device.id, item.kind, item.data, item.detail)
+                    continue
+                frame = item
+                if not frame.is_reply:
+                    continue  # our own request, echoed by a half-duplex adapter
+                if frame.address != address:
+                    ctx.frame_error(device.id, "other_address", codec.encode_frame(frame),
+                                    f"reply from {frame.address}")
+                    continue
                 try:
-                    frame = codec.next_frame(buf)
-                    if frame is None:
-                        return None
-                    if not frame.is_reply:
-                        continue  # our own request, echoed by a half-duplex adapter
-                    if frame.address != address:
-                        ctx.frame_error(device.id, "other_address", codec.encode_frame(frame),
-                                        f"reply from {frame.address}")
-                        continue
                     reply = codec.decode_reply(frame)
                 except codec.FrameError as exc:
                     ctx.frame_error(device.id, exc.kind, exc.data, exc.detail)
@@ -111,6 +114,7 @@ class MeterPoller:
                 if problem is None:
                     return reply
                 ctx.frame_error(device.id, problem[0], codec.encode_frame(frame), problem[1])
+            return None
 
         return parse
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
+from hearthgate.core.codec import CodecError
 from hearthgate.core.durations import Duration
 from hearthgate.core.options import Options
 from hearthgate.drivers import wiegand
@@ -146,11 +147,9 @@ class OSDPDriver:
         decoder = OSDPStreamDecoder()
 
         def parse(buf: bytearray) -> OSDPPacket | None:
-            chunk = bytes(buf)
-            buf.clear()
-            for item in decoder.feed(chunk):
-                if isinstance(item, OSDPError):
-                    raise _ReplyError("bad_packet", str(item), chunk)
+            while (item := decoder.take(buf)) is not None:
+                if isinstance(item, CodecError):
+                    raise _ReplyError("bad_packet", str(item), item.data)
                 if item.reply:  # not our own request echoed by a half-duplex adapter
                     return item
             return None

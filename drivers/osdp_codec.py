@@ -13,14 +13,16 @@ parsed into `scb`, and for the secure types SCS_15..SCS_18 the 4-byte MAC before
 check bytes is split off into `mac`, so a later secure-channel layer can verify and
 decrypt without touching the framing.
 
-Everything here raises `OSDPError` and nothing else on bad input.
+Everything here raises `OSDPError` and nothing else on bad input; `OSDPStreamDecoder` returns
+it as a value.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from hearthgate.core.codec import CodecError, StartLengthDecoder
 
 SOM = 0x53
 BROADCAST = 0x7F
@@ -36,8 +38,8 @@ MAX_PACKET = 1024
 MAC_SCB_TYPES = frozenset({0x15, 0x16, 0x17, 0x18})
 
 
-class OSDPError(ValueError):
-    """A packet or payload that is not valid OSDP."""
+class OSDPError(CodecError):
+    """A packet or payload that is not valid OSDP: the codec's one error type."""
 
 
 class Command(enum.IntEnum):
@@ -103,13 +105,13 @@ class OSDPPacket:
 
     def __post_init__(self) -> None:
         if not 0 <= self.address <= 0x7F:
-            raise OSDPError(f"address {self.address} is outside 0-127")
+            raise OSDPError("range", f"address {self.address} is outside 0-127")
         if not 0 <= self.sequence <= 3:
-            raise OSDPError(f"sequence {self.sequence} is outside 0-3")
+            raise OSDPError("range", f"sequence {self.sequence} is outside 0-3")
         if not 0 <= self.code <= 0xFF:
-            raise OSDPError(f"code {self.code} is not a byte")
+            raise OSDPError("range", f"code {self.code} is not a byte")
         if self.scb is not None and (len(self.scb) < 2 or self.scb[0] != len(self.scb)):
-            raise OSDPError("security block length byte does not match its size")
+            raise OSDPError("security", "security block length byte does not match its size")
 
     @property
     def scb_type(self) -> int | None:
@@ -126,7 +128,7 @@ def encode_packet(packet: OSDPPacket) -> bytes:
     body = bytes([ctrl]) + (packet.scb or b"") + bytes([packet.code]) + packet.data + packet.mac
     length = HEADER_LEN - 1 + len(body) + (2 if packet.use_crc else 1)
     if length > MAX_PACKET:
-        raise OSDPError(f"packet of {length} bytes exceeds {MAX_PACKET}")
+        raise OSDPError("length", f"packet of {length} bytes exceeds {MAX_PACKET}")
     head = bytes([SOM, addr]) + length.to_bytes(2, "little") + body
     if packet.use_crc:
         return head + crc16_aug_ccitt(head).to_bytes(2, "little")
@@ -136,12 +138,12 @@ def encode_packet(packet: OSDPPacket) -> bytes:
 def decode_packet(frame: bytes) -> OSDPPacket:
     """Decode exactly one packet; any fault raises OSDPError."""
     if len(frame) < HEADER_LEN + 2:
-        raise OSDPError(f"{len(frame)} bytes is too short for a packet")
+        raise OSDPError("length", f"{len(frame)} bytes is too short for a packet", frame)
     if frame[0] != SOM:
-        raise OSDPError(f"packet starts with {frame[0]:02X}, not 53")
+        raise OSDPError("header", f"packet starts with {frame[0]:02X}, not 53", frame)
     length = int.from_bytes(frame[2:4], "little")
     if length != len(frame):
-        raise OSDPError(f"LEN says {length} bytes, packet has {len(frame)}")
+        raise OSDPError("length", f"LEN says {length} bytes, packet has {len(frame)}", frame)
     ctrl = frame[4]
     use_crc = bool(ctrl & CTRL_CRC)
     check_len = 2 if use_crc else 1
@@ -150,27 +152,29 @@ def decode_packet(frame: bytes) -> OSDPPacket:
         expected = crc16_aug_ccitt(head)
         got = int.from_bytes(check, "little")
         if got != expected:
-            raise OSDPError(f"CRC {got:04X}, expected {expected:04X}")
+            raise OSDPError("checksum", f"CRC {got:04X}, expected {expected:04X}", frame)
     elif check[0] != checksum8(head):
-        raise OSDPError(f"checksum {check[0]:02X}, expected {checksum8(head):02X}")
+        raise OSDPError(
+            "checksum", f"checksum {check[0]:02X}, expected {checksum8(head):02X}", frame
+        )
     pos = HEADER_LEN
     scb: bytes | None = None
     if ctrl & CTRL_SCB:
         if pos >= len(head):
-            raise OSDPError("security block missing")
+            raise OSDPError("security", "security block missing", frame)
         scb_len = head[pos]
         if scb_len < 2 or pos + scb_len > len(head):
-            raise OSDPError(f"security block length {scb_len} does not fit")
+            raise OSDPError("security", f"security block length {scb_len} does not fit", frame)
         scb = bytes(head[pos : pos + scb_len])
         pos += scb_len
     if pos >= len(head):
-        raise OSDPError("command/reply code missing")
+        raise OSDPError("length", "command/reply code missing", frame)
     code = head[pos]
     payload = bytes(head[pos + 1 :])
     mac = b""
     if scb is not None and scb[1] in MAC_SCB_TYPES:
         if len(payload) < 4:
-            raise OSDPError("secure packet too short for its MAC")
+            raise OSDPError("security", "secure packet too short for its MAC", frame)
         payload, mac = payload[:-4], payload[-4:]
     return OSDPPacket(
         address=frame[1] & 0x7F,
@@ -184,53 +188,29 @@ def decode_packet(frame: bytes) -> OSDPPacket:
     )
 
 
-@dataclass
-class OSDPStreamDecoder:
-    """Splits a byte stream (RS-485 is noisy) into packets; resynchronises on the next SOM.
+class OSDPStreamDecoder(StartLengthDecoder[OSDPPacket]):
+    """OSDP packets from an RS-485 byte stream (`hearthgate.core.codec.StreamDecoder`),
+    in both directions: the driver reads replies with it, the simulated readers commands.
 
-    `feed(data)` yields `OSDPPacket`s and `OSDPError`s (one per bad packet or run of
-    garbage) in stream order, so the caller can count faults without losing packets.
+    Garbage and bad packets come out as `OSDPError` values holding the bytes skipped; it
+    resynchronises on the next SOM that may start a packet.
     """
 
-    _buf: bytearray = field(default_factory=bytearray)
+    error = OSDPError
+    start = SOM
+    max_frame = MAX_PACKET
 
-    def feed(self, data: bytes) -> Iterator[OSDPPacket | OSDPError]:
-        self._buf += data
-        while self._buf:
-            start = self._buf.find(SOM)
-            if start < 0:
-                yield OSDPError(f"{len(self._buf)} bytes of garbage between packets")
-                self._buf.clear()
-                return
-            if start > 0:
-                yield OSDPError(f"{start} bytes of garbage between packets")
-                del self._buf[:start]
-            if len(self._buf) < 4:
-                return
-            length = int.from_bytes(self._buf[2:4], "little")
-            if length < HEADER_LEN + 2 or length > MAX_PACKET:
-                yield OSDPError(f"impossible LEN {length}")
-                del self._buf[:1]
-                continue
-            if len(self._buf) < length:
-                return
-            frame = bytes(self._buf[:length])
-            try:
-                packet = decode_packet(frame)
-            except OSDPError as exc:
-                # One bad packet is one fault: skip all of it rather than rescanning its
-                # bytes for a SOM and counting every fragment again.
-                yield exc
-                del self._buf[:length]
-                continue
-            del self._buf[:length]
-            yield packet
+    def frame_length(self, head: bytes) -> int | None:
+        if len(head) < 4:
+            return None
+        length = int.from_bytes(head[2:4], "little")
+        if length < HEADER_LEN + 2 or length > MAX_PACKET:
+            # Line noise, not a packet to wait for.
+            raise OSDPError("length", f"impossible LEN {length}")
+        return length
 
-    def pending(self) -> int:
-        return len(self._buf)
-
-    def reset(self) -> None:
-        self._buf.clear()
+    def decode_frame(self, raw: bytes) -> OSDPPacket:
+        return decode_packet(raw)
 
 
 def next_sequence(sequence: int) -> int:
@@ -253,11 +233,13 @@ class RawCardRead:
     @classmethod
     def decode(cls, data: bytes) -> RawCardRead:
         if len(data) < 4:
-            raise OSDPError(f"RAW needs at least 4 bytes, got {len(data)}")
+            raise OSDPError("payload", f"RAW needs at least 4 bytes, got {len(data)}", data)
         bit_count = int.from_bytes(data[2:4], "little")
         bits = bytes(data[4:])
         if len(bits) != (bit_count + 7) // 8:
-            raise OSDPError(f"RAW says {bit_count} bits but carries {len(bits)} bytes")
+            raise OSDPError(
+                "payload", f"RAW says {bit_count} bits but carries {len(bits)} bytes", data
+            )
         return cls(data[0], data[1], bit_count, bits)
 
     def encode(self) -> bytes:
@@ -274,7 +256,7 @@ class LocalStatus:
     @classmethod
     def decode(cls, data: bytes) -> LocalStatus:
         if len(data) != 2 or data[0] > 1 or data[1] > 1:
-            raise OSDPError(f"LSTATR needs 2 bytes of 0/1, got {data.hex(' ')}")
+            raise OSDPError("payload", f"LSTATR needs 2 bytes of 0/1, got {data.hex(' ')}", data)
         return cls(bool(data[0]), bool(data[1]))
 
     def encode(self) -> bytes:
@@ -290,7 +272,7 @@ class InputStatus:
     @classmethod
     def decode(cls, data: bytes) -> InputStatus:
         if not data or any(b > 1 for b in data):
-            raise OSDPError(f"ISTATR needs bytes of 0/1, got {data.hex(' ')}")
+            raise OSDPError("payload", f"ISTATR needs bytes of 0/1, got {data.hex(' ')}", data)
         return cls(tuple(bool(b) for b in data))
 
     def encode(self) -> bytes:
@@ -310,7 +292,7 @@ class DeviceIdentity:
     @classmethod
     def decode(cls, data: bytes) -> DeviceIdentity:
         if len(data) != 12:
-            raise OSDPError(f"PDID needs 12 bytes, got {len(data)}")
+            raise OSDPError("payload", f"PDID needs 12 bytes, got {len(data)}", data)
         return cls(
             bytes(data[0:3]),
             data[3],
@@ -346,7 +328,7 @@ class Capability:
 def decode_capabilities(data: bytes) -> tuple[Capability, ...]:
     """osdp_PDCAP: triples of (function code, compliance level, number of items)."""
     if not data or len(data) % 3:
-        raise OSDPError(f"PDCAP needs a multiple of 3 bytes, got {len(data)}")
+        raise OSDPError("payload", f"PDCAP needs a multiple of 3 bytes, got {len(data)}", data)
     return tuple(Capability(*data[i : i + 3]) for i in range(0, len(data), 3))
 
 
@@ -356,5 +338,5 @@ def encode_capabilities(caps: tuple[Capability, ...]) -> bytes:
 
 def decode_nak(data: bytes) -> int:
     if not data:
-        raise OSDPError("NAK without an error code")
+        raise OSDPError("payload", "NAK without an error code", data)
     return data[0]

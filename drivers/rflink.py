@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
+from hearthgate.core.codec import CodecError
 from hearthgate.core.durations import Duration
 from hearthgate.core.options import Options
 from hearthgate.drivers.base import ProtocolSpec
 from hearthgate.drivers.rflink_codec import (
     RFLinkError,
-    RFLinkLineSplitter,
     RFLinkMatch,
     RFLinkPacket,
+    RFLinkStreamDecoder,
 )
-from hearthgate.drivers.rflink_codec import parse_line as parse_rflink_line
 
 if TYPE_CHECKING:
     from hearthgate.core.options import DeviceConfig
@@ -52,7 +52,10 @@ class RFLinkDeviceOptions(Options):
     @field_validator("match")
     @classmethod
     def _valid_match(cls, value: str) -> str:
-        RFLinkMatch.parse(value)  # RFLinkError is a ValueError: pydantic reports it
+        try:
+            RFLinkMatch.parse(value)
+        except RFLinkError as exc:
+            raise ValueError(exc.detail) from None  # what an installer reads, without the kind
         return value
 
     @property
@@ -77,7 +80,7 @@ class RFLinkDriver:
             opts = dev.options
             assert isinstance(opts, RFLinkDeviceOptions)
             self.devices.append(_Device(dev, opts.matcher, KIND_METRIC[dev.kind], opts.debounce))
-        self._splitter = RFLinkLineSplitter()
+        self._decoder = RFLinkStreamDecoder()
         # device id -> (command, monotonic time) of the last packet heard from it
         self._last: dict[str, tuple[str, float]] = {}
         self._unknown_logged: set[tuple[str, str]] = set()
@@ -92,22 +95,17 @@ class RFLinkDriver:
 
     def _on_state(self, is_open: bool, reason: str) -> None:
         if not is_open:
-            self._splitter = RFLinkLineSplitter()
+            self._decoder.reset()  # a line cut by the unplugging is no line
             for d in self.devices:
                 self.ctx.set_reachable(d.config, False, f"433 MHz receiver: {reason}")
 
     def feed(self, chunk: bytes) -> None:
         """Bytes from the receiver, as they arrive."""
-        for item in self._splitter.feed(chunk):
-            if isinstance(item, RFLinkError):
-                self.ctx.frame_error(None, "rflink_line", b"", str(item))
+        for item in self._decoder.feed(chunk):
+            if isinstance(item, CodecError):
+                self.ctx.frame_error(None, "rflink_line", item.data, str(item))
                 continue
-            try:
-                packet = parse_rflink_line(item)
-            except RFLinkError as exc:
-                self.ctx.frame_error(None, "rflink_line", item, str(exc))
-                continue
-            self.handle(packet)
+            self.handle(item)
 
     def handle(self, packet: RFLinkPacket) -> None:
         self.packets += 1

@@ -5,9 +5,12 @@ A `SerialBus` owns the port; drivers never open it. Its public API is small and 
 - ``await bus.exchange(request, parse, *, timeout=None, retries=None) -> T``
   Send ``request`` and read until ``parse(buffer)`` returns a frame (anything not None).
   ``parse`` receives the bus's receive buffer (a ``bytearray``) every time bytes arrive
-  and may consume from it (skip ``FE`` preambles and garbage, drop a bad frame and report
-  it); it returns None while the reply is incomplete. An exception from ``parse``
-  propagates to the caller. When no frame arrives within ``timeout`` the request is sent
+  and may consume from it; it returns None while the reply is incomplete. Drivers build
+  it on their codec's ``StreamDecoder.take(buffer)`` (``hearthgate.core.codec``), which
+  hands out one frame or error at a time, so they count the errors and skip frames that
+  are not their reply (Modbus on pymodbus' framer). The buffer is cleared before every
+  attempt: a retry starts on fresh bytes. An exception from ``parse`` propagates to the
+  caller. When no frame arrives within ``timeout`` the request is sent
   again, up to ``retries`` times, then ``NoReply`` is raised. While the port is closed
   (unplugged adapter, vanished pty) ``BusDown`` is raised at once, so drivers can mark
   their devices unreachable with ``ctx.set_reachable(device, False, str(exc))``.
@@ -65,7 +68,7 @@ class NoReply(BusError):
 
 
 class SerialBusOptions(Options):
-    """Keys of a `type: serial` bus (docs/configuration.md, docs/meters.md)."""
+    """Keys of a `type: serial` bus (docs/meters.md, "The bus")."""
 
     port: str = Field(description="a serial port (/dev/ttyUSB0) or any pyserial URL")
     baudrate: int = Field(default=2400, ge=50, le=4_000_000)

@@ -11,7 +11,7 @@ from typing import Any
 
 from hearthgate.config import GatewayConfig
 from hearthgate.rules.base import Rule, RuleSite, SiteDevice
-from hearthgate.rules.engine import RuleEngine, offline_threshold
+from hearthgate.rules.engine import RuleEngine
 from hearthgate.rules.site_state import DeviceHealth, Presence, SiteState
 
 
@@ -23,24 +23,18 @@ def build_engine(config: GatewayConfig, **kwargs: Any) -> RuleEngine:
     rules_by_site: dict[str, list[Rule]] = {}
     for site in config.sites:
         devices = tuple(
-            SiteDevice(d.id, d.kind, d.protocol, d.offline_after, d.name)
+            SiteDevice(d.id, d.kind, d.protocol, d.name)
             for d in config.devices
             if d.site == site.id
-        )
-        site_after = next(
-            (
-                getattr(rc.options, "after", None)
-                for rc in site.rules
-                if rc.type == "device_offline"
-            ),
-            None,
         )
         state = SiteState(
             Presence(
                 any(d.kind == "door_contact" for d in devices)
                 and any(d.kind == "motion_sensor" for d in devices)
             ),
-            DeviceHealth({d.id: offline_threshold(d, site_after) for d in devices}),
+            DeviceHealth(
+                {d.id: config.silence_limit(d) for d in config.devices if d.site == site.id}
+            ),
         )
         rsite = RuleSite(site.id, site.resident, tz, config.gateway.language, devices, state)
         rules_by_site[site.id] = [rule_types[rc.type].cls(rsite, rc.options) for rc in site.rules]

@@ -2,9 +2,11 @@
 
 Built from the observations that pass through the gateway, so drivers need
 only emit. A device is online when it has been heard from within its silence
-limit and its driver has not reported it unreachable (`alive` false). Devices
-that only speak when something happens (a 433 MHz button) have no silence
-limit unless the installer sets `offline_after`.
+limit and its driver has not reported it unreachable (`alive` false). The limit
+is the one the `device_offline` rule uses (`hearthgate.core.health`), so
+`P/devices` and the alert agree on when a device went offline. A device never
+heard since the start is offline here (nothing is known of it yet); the rule
+gives it its limit from the start before it raises an alert.
 """
 
 from __future__ import annotations
@@ -14,21 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hearthgate.config import GatewayConfig
+from hearthgate.core.health import offline_since
 from hearthgate.core.model import Instant, Observation, ObservationValue, isoformat
 from hearthgate.core.options import DeviceConfig
 
 # Readings that describe the device rather than the home.
 _HEALTH_METRICS = {"alive", "battery_pct", "linkquality", "rssi"}
-
-
-def silence_limit(device: DeviceConfig) -> float | None:
-    if device.offline_after is not None:
-        return device.offline_after
-    poll = getattr(device.options, "poll", None)
-    if isinstance(poll, int | float) and poll > 0:
-        # Three missed polls, and a minute of slack for retries on a busy bus.
-        return 3 * float(poll) + 60.0
-    return None
 
 
 @dataclass
@@ -44,13 +37,23 @@ class DeviceState:
     def online(self, now: Instant) -> bool:
         if self.last_seen is None or self.alive is False:
             return False
-        return self.limit is None or now.mono - self.last_seen.mono <= self.limit
+        off = offline_since(self.last_seen.mono, self.limit)
+        return off is None or now.mono < off
 
 
 class DeviceHealth:
+    """What `P/devices` says of every configured device, from the observations seen.
+
+    Feed it every observation (`observe`); ask `changed(now)` after each batch and
+    `next_expiry(now)` for the moment to look again when nothing arrives.
+
+    Args:
+        config: The gateway's config: its devices, and what makes each one offline.
+    """
+
     def __init__(self, config: GatewayConfig) -> None:
         self.tz = config.gateway.tz
-        self.devices = {d.id: DeviceState(d, silence_limit(d)) for d in config.devices}
+        self.devices = {d.id: DeviceState(d, config.silence_limit(d)) for d in config.devices}
         self._online: dict[str, bool] = {}
 
     def observe(self, obs: Observation) -> None:
@@ -81,9 +84,10 @@ class DeviceHealth:
     def next_expiry(self, now: Instant) -> float | None:
         """Monotonic time at which some online device will go offline by silence."""
         times = [
-            s.last_seen.mono + s.limit
+            off
             for s in self.devices.values()
-            if s.limit is not None and s.last_seen is not None and s.online(now)
+            if s.last_seen is not None and s.online(now)
+            and (off := offline_since(s.last_seen.mono, s.limit)) is not None
         ]
         return min(times, default=None)
 

@@ -38,7 +38,6 @@ class SiteDevice:
     id: str
     kind: str
     protocol: str
-    offline_after: float | None = None  # the device's own `offline_after`, if set
     name: str | None = None  # what installers called it ("Bathroom pull-cord")
 
 

@@ -40,12 +40,7 @@ from hearthgate.core.model import (
     Severity,
     new_id,
 )
-from hearthgate.rules.base import Clear, Raise, Rule, Signal, SiteDevice
-from hearthgate.rules.health import (
-    DEFAULT_OFFLINE_AFTER,
-    KIND_OFFLINE_AFTER,
-    NO_HEARTBEAT_PROTOCOLS,
-)
+from hearthgate.rules.base import Clear, Raise, Rule, Signal
 from hearthgate.rules.site_state import SiteState
 
 log = logging.getLogger("hearthgate.rules")
@@ -489,19 +484,6 @@ class RuleEngine:
 
     def open_alerts(self) -> list[AlertTransition]:
         return [a.transition for a in self.open.values()]
-
-
-def offline_threshold(device: SiteDevice, site_after: float | None) -> float | None:
-    """Silence after which `device` counts as offline (None: only `alive: false`)."""
-    if device.offline_after is not None:
-        return device.offline_after
-    if device.protocol in NO_HEARTBEAT_PROTOCOLS or (
-        device.kind in KIND_OFFLINE_AFTER and KIND_OFFLINE_AFTER[device.kind] is None
-    ):
-        return None
-    if site_after is not None:
-        return site_after
-    return KIND_OFFLINE_AFTER.get(device.kind, DEFAULT_OFFLINE_AFTER)
 
 
 def _transition_to_json(t: AlertTransition) -> dict[str, Any]:

@@ -20,26 +20,10 @@ from hearthgate.rules.base import (
     span_text,
 )
 
-# Silence after which a device of this kind counts as offline, when neither the device's
-# `offline_after` nor the site's `device_offline.after` says otherwise. Polled meters
-# answer every few minutes; Zigbee sensors report at least hourly; a 433 MHz button
-# sends nothing until pressed (None: only the driver's `alive: false` counts).
-KIND_OFFLINE_AFTER: dict[str, float | None] = {
-    "water_meter": 30 * 60.0,
-    "power_meter": 30 * 60.0,
-    "access_controller": 30 * 60.0,
-    "motion_sensor": 2 * 3600.0,
-    "door_contact": 2 * 3600.0,
-    "sos_button": None,
-}
-DEFAULT_OFFLINE_AFTER = 2 * 3600.0
-# Radio buttons and wired pins say nothing until something happens: silence is normal.
-NO_HEARTBEAT_PROTOCOLS = frozenset({"rflink", "gpio"})
-
 
 class DeviceOfflineOptions(RuleOptions):
-    # Silence that makes a device offline; unset: the device's `offline_after`, else a
-    # default for its kind (meters 30m, sensors 2h).
+    # Silence that makes a device of the site offline, unless the device sets its own
+    # `offline_after` or says nothing while well (hearthgate.core.health has the policy).
     after: Duration | None = Field(default=None, gt=0)
 
 

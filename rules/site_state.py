@@ -18,6 +18,7 @@ import enum
 from collections import deque
 from typing import Any
 
+from hearthgate.core.health import offline_since
 from hearthgate.core.model import Instant, Observation
 
 MOTION_METRICS = frozenset({"motion", "occupancy"})
@@ -161,11 +162,8 @@ class DeviceHealth:
         """Monotonic moment the device is (or will be) offline; None: not while silent."""
         if not self.alive.get(device_id, True):
             return float("-inf")
-        thr = self.thresholds.get(device_id)
         seen = self.last_seen.get(device_id)
-        if thr is None or seen is None:
-            return None
-        return seen + thr
+        return None if seen is None else offline_since(seen, self.thresholds.get(device_id))
 
     def online_at(self, device_id: str, t: float) -> bool:
         off = self.offline_at(device_id)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 
 from hearthgate.core.durations import Duration
+from hearthgate.core.health import silence_limit
 from hearthgate.core.options import ID_PATTERN, BusConfig, DeviceConfig, Options, Section
 from hearthgate.registry import STANDARD, Registry
 
@@ -135,6 +136,24 @@ class GatewayConfig(Section):
 
     def site(self, site_id: str) -> SiteConfig:
         return next(s for s in self.sites if s.id == site_id)
+
+    def silence_limit(self, device: DeviceConfig) -> float | None:
+        """Seconds of silence after which `device` counts as offline (None: only `alive:
+        false` makes it offline), by the one policy of `hearthgate.core.health`."""
+        site = next((s for s in self.sites if s.id == device.site), None)
+        site_after = next(
+            (getattr(r.options, "after", None) for r in (site.rules if site else ())
+             if r.type == "device_offline"),
+            None,
+        )
+        poll = getattr(device.options, "poll", None)
+        return silence_limit(
+            kind=device.kind,
+            protocol=device.protocol,
+            offline_after=device.offline_after,
+            poll=float(poll) if isinstance(poll, int | float) and poll > 0 else None,
+            site_after=site_after,
+        )
 
     def summary(self) -> str:
         rules = sum(len(s.rules) for s in self.sites)

@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from hearthgate.core.clock import Clock, ScaledClock, SystemClock
+from hearthgate.core.codec import NEED_MORE, CodecError
 from hearthgate.drivers import cjt188_codec, dlt645_codec
 from hearthgate.simulators.links import Link, PtyLink, SerialLink
 
@@ -154,6 +155,7 @@ class MeterBusSimulator:
         self.bad_requests = 0
         self.replies = 0
         self._buf = bytearray()
+        self._decoders = (dlt645_codec.DLT645StreamDecoder(), cjt188_codec.CJT188StreamDecoder())
         self._pending: set[asyncio.Task[None]] = set()
 
     @property
@@ -208,31 +210,23 @@ class MeterBusSimulator:
                 del buf[: cut if cut >= 0 else len(buf)]
                 self.bad_requests += 1
                 continue
-            results = [self._try(codec, buf) for codec in (dlt645_codec, cjt188_codec)]
-            frames = [r for r in results if r not in ("need", "bad")]
+            # Both standards start a frame with 68: ask each what the bytes are.
+            head = bytes(buf)
+            results = [decoder.decode(head) for decoder in self._decoders]
+            frames = [(used, item) for used, item in results
+                      if item is not None and not isinstance(item, CodecError)]
             if frames:
-                frame, used = frames[0]  # type: ignore[misc]
+                used, frame = frames[0]
                 del buf[:used]
                 reply = self._answer(frame)
                 if reply is not None:
                     data, delay = reply
                     out.append((data, delay + self._wire_time(preamble + used + len(data))))
                 continue
-            if "need" in results and len(buf) < 300:
+            if any(result == NEED_MORE for result in results) and len(buf) < 300:
                 return out
             del buf[0]
             self.bad_requests += 1
-
-    @staticmethod
-    def _try(codec: Any, buf: bytearray) -> Any:
-        copy = bytearray(buf)
-        try:
-            frame = codec.next_frame(copy)
-        except ValueError:
-            return "bad"
-        if frame is None:
-            return "need"
-        return frame, len(buf) - len(copy)
 
     def _answer(self, frame: Any) -> tuple[bytes, float] | None:
         now = self.clock.now().mono

@@ -15,6 +15,7 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from hearthgate.core.codec import CodecError
 from hearthgate.drivers import wiegand
 from hearthgate.drivers.osdp_codec import (
     BROADCAST,
@@ -24,7 +25,6 @@ from hearthgate.drivers.osdp_codec import (
     InputStatus,
     LocalStatus,
     NakCode,
-    OSDPError,
     OSDPPacket,
     OSDPStreamDecoder,
     RawCardRead,
@@ -145,7 +145,7 @@ class OSDPBusSimulator:
         while True:
             chunk = await self.link.read()
             for item in decoder.feed(chunk):
-                if isinstance(item, OSDPError):
+                if isinstance(item, CodecError):
                     self.bad_packets += 1
                     continue
                 for pd in self.peripherals.values():

@@ -64,7 +64,8 @@ async def test_a_meter_simulator_through_the_cli_answers_real_frames(tmp_path: P
                 while not bus.is_open:
                     await asyncio.sleep(0.01)
             frame = await bus.exchange(
-                dlt645_codec.read_request("000000005678", 0x00010000), dlt645_codec.next_frame
+                dlt645_codec.read_request("000000005678", 0x00010000),
+                dlt645_codec.DLT645StreamDecoder().take,
             )
         finally:
             task.cancel()

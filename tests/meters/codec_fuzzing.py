@@ -1,16 +1,20 @@
 """Fuzzing helpers shared by the DL/T 645 and CJ/T 188 codec tests.
 
-`codec` is a codec module: next_frame, decode_frame, decode_reply, decode_request, FrameError.
+`codec` is a codec module: decode_frame, decode_reply, decode_request, FrameError; `decoder`
+its stream decoder.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from hypothesis import strategies as st
 
+from hearthgate.core.codec import CodecError, StreamDecoder
 
-def consume(codec: ModuleType, raw: bytes | bytearray) -> None:
+
+def consume(codec: ModuleType, decoder: StreamDecoder[Any], raw: bytes | bytearray) -> None:
     """Decode `raw` as one frame and as a stream, the way drivers and simulators do;
     any exception but the codec's FrameError fails the test."""
     try:
@@ -20,15 +24,16 @@ def consume(codec: ModuleType, raw: bytes | bytearray) -> None:
     frames = [frame] if frame is not None else []
     buf = bytearray(raw)
     for _ in range(len(buf) + 2):
-        try:
-            found = codec.next_frame(buf)
-        except codec.FrameError:
-            continue
+        found = decoder.take(buf)
         if found is None:
             break
+        if isinstance(found, CodecError):
+            assert isinstance(found, codec.FrameError)  # the codec's one error type
+            continue
         frames.append(found)
     else:
         raise AssertionError("the stream parser made no progress")
+    assert len(buf) <= decoder.max_frame
     for found in frames:
         for decode in (codec.decode_reply, codec.decode_request):
             try:

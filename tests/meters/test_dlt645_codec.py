@@ -1,4 +1,5 @@
-"""DL/T 645-2007 codec: every example frame of docs/protocols.md both ways, round trips, fuzzing."""
+"""DL/T 645-2007 codec: every example frame of docs/protocols.md both ways, round trips,
+fuzzing."""
 
 from __future__ import annotations
 
@@ -76,32 +77,22 @@ def test_read_address() -> None:
 
 
 def test_stream_skips_preamble_and_garbage_and_resyncs() -> None:
-    buf = bytearray(b"\xfe\xfe\x00\x01garbage" + ENERGY_RX + b"\xfe\xfe" + VOLTAGE_RX[:5])
-    with pytest.raises(FrameError) as err:
-        codec.next_frame(buf)
-    assert err.value.kind == "garbage" and err.value.data == b"\x00\x01garbage"
-    assert codec.next_frame(buf) == codec.decode_frame(ENERGY_RX)
-    assert codec.next_frame(buf) is None  # the voltage reply is still incomplete
-    buf += VOLTAGE_RX[5:]
-    assert codec.next_frame(buf) == codec.decode_frame(VOLTAGE_RX)
-    assert buf == bytearray()
+    dec = codec.DLT645StreamDecoder()
+    err, frame = dec.feed(b"\xfe\xfe\x00\x01garbage" + ENERGY_RX + b"\xfe\xfe" + VOLTAGE_RX[:5])
+    assert isinstance(err, FrameError)
+    assert err.kind == "garbage" and err.data == b"\x00\x01garbage"
+    assert frame == codec.decode_frame(ENERGY_RX)
+    # nothing more: the voltage reply is still incomplete
+    assert dec.feed(VOLTAGE_RX[5:]) == [codec.decode_frame(VOLTAGE_RX)]
+    assert dec.pending() == 0
 
 
 def test_stream_bad_checksum_then_good_frame() -> None:
     bad = bytearray(ENERGY_RX)
     bad[-2] ^= 0xFF
-    buf = bytearray(bad + ENERGY_RX)
-    kinds = []
-    frames = []
-    while buf:
-        try:
-            frame = codec.next_frame(buf)
-        except FrameError as exc:
-            kinds.append(exc.kind)
-            continue
-        if frame is None:
-            break
-        frames.append(frame)
+    items = codec.DLT645StreamDecoder().feed(bytes(bad + ENERGY_RX))
+    kinds = [x.kind for x in items if isinstance(x, FrameError)]
+    frames = [x for x in items if not isinstance(x, FrameError)]
     assert kinds[0] == "checksum"
     assert frames == [codec.decode_frame(ENERGY_RX)]
 
@@ -161,12 +152,10 @@ def test_round_trip_read(address: str, di: int, data: st.DataObject, preamble: i
     raw = codec.encode_read_reply(address, di, value, more=more, preamble=preamble)
     reply = codec.decode_reply(codec.decode_frame(raw))
     assert reply == ReadReply(address, di, value, more)
-    # and through the stream parser, split anywhere
+    # and through the stream decoder, split anywhere
     cut = data.draw(st.integers(0, len(raw)))
-    buf = bytearray(raw[:cut])
-    first = codec.next_frame(buf)
-    buf += raw[cut:]
-    assert (first or codec.next_frame(buf)) == codec.decode_frame(raw)
+    dec = codec.DLT645StreamDecoder()
+    assert dec.feed(raw[:cut]) + dec.feed(raw[cut:]) == [codec.decode_frame(raw)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -180,12 +169,12 @@ def test_round_trip_error(address: str, code: int) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(raw: bytes) -> None:
-    consume(codec, raw)
+    consume(codec, codec.DLT645StreamDecoder(), raw)
 
 
 @settings(max_examples=300, deadline=None)
 @given(base=st.sampled_from(EXAMPLES), data=st.data())
 def test_fuzz_mutated_frames(base: bytes, data: st.DataObject) -> None:
     raw = mutate(data, base, length_at=9)
-    consume(codec, raw)
-    consume(codec, raw + base)
+    consume(codec, codec.DLT645StreamDecoder(), raw)
+    consume(codec, codec.DLT645StreamDecoder(), raw + base)

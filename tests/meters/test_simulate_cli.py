@@ -48,13 +48,13 @@ async def test_simulate_command(tmp_path: Path, kind: str) -> None:
     if kind == "dlt645":
         proc = await start_simulator(kind, link, "--meter", "5678=321.09")
         request = dlt645_codec.read_request("000000005678", 0x00010000)
-        frame = await exchange_once(link, request, dlt645_codec.next_frame)
+        frame = await exchange_once(link, request, dlt645_codec.DLT645StreamDecoder().take)
         reply = dlt645_codec.decode_reply(frame)  # type: ignore[arg-type]
         assert reply.value == Decimal("321.09")  # type: ignore[union-attr]
     elif kind == "cjt188":
         proc = await start_simulator(kind, link, "--meter", "1234=7.25", "--liters")
         request = cjt188_codec.read_request(0x10, "00000000001234", 9)
-        frame = await exchange_once(link, request, cjt188_codec.next_frame)
+        frame = await exchange_once(link, request, cjt188_codec.CJT188StreamDecoder().take)
         reading = cjt188_codec.decode_reply(frame)  # type: ignore[arg-type]
         assert isinstance(reading, cjt188_codec.FlowReading)
         assert reading.total == Decimal("7250.00") and reading.total_unit == 0x29
@@ -94,13 +94,12 @@ async def test_simulator_on_a_serial_port(tmp_path: Path) -> None:
     task = asyncio.create_task(sim.run())
     try:
         wire.write(dlt645_codec.read_request("000000005678", 0x00010000))
-        buf = bytearray()
-        frame = None
+        decoder = dlt645_codec.DLT645StreamDecoder()
+        items: list[object] = []
         async with asyncio.timeout(5):
-            while frame is None:
-                buf += await wire.read()
-                frame = dlt645_codec.next_frame(buf)
-        reply = dlt645_codec.decode_reply(frame)
+            while not items:
+                items = decoder.feed(await wire.read())
+        reply = dlt645_codec.decode_reply(items[0])  # type: ignore[arg-type]
         assert isinstance(reply, dlt645_codec.ReadReply) and reply.value == Decimal("77.70")
     finally:
         task.cancel()

@@ -28,9 +28,9 @@ from hearthgate.drivers.osdp_codec import (
 from hearthgate.drivers.rflink_codec import (
     MAX_LINE,
     RFLinkError,
-    RFLinkLineSplitter,
     RFLinkMatch,
     RFLinkPacket,
+    RFLinkStreamDecoder,
     encode_line,
     parse_line,
 )
@@ -307,15 +307,15 @@ def test_rflink_match() -> None:
             RFLinkMatch.parse(bad)
 
 
-def test_rflink_splitter() -> None:
-    sp = RFLinkLineSplitter()
+def test_rflink_stream_decoder() -> None:
+    sp = RFLinkStreamDecoder()
     good = b"20;01;EV1527;ID=1;CMD=ON;\r\n"
     out = list(sp.feed(good[:10])) + list(sp.feed(good[10:] + b"\r\n"))
-    assert out == [good.rstrip()]
+    assert out == [parse_line(good.rstrip())]
     out = list(sp.feed(b"x" * (MAX_LINE + 10)))
     out += list(sp.feed(b"y" * 100 + b"\n" + good))
     assert isinstance(out[0], RFLinkError)
-    assert out[1:] == [good.rstrip()]
+    assert out[1:] == [parse_line(good.rstrip())]
 
 
 pairs_st = st.dictionaries(
@@ -340,12 +340,8 @@ def test_rflink_random_bytes(data: bytes) -> None:
         parse_line(data)
     except RFLinkError:
         pass
-    for item in RFLinkLineSplitter().feed(data):
-        if isinstance(item, bytes):
-            try:
-                parse_line(item)
-            except RFLinkError:
-                pass
+    for item in RFLinkStreamDecoder().feed(data):
+        assert isinstance(item, RFLinkPacket | RFLinkError)
 
 
 @FUZZ
