@@ -102,6 +102,22 @@ def test_wall_jump_while_running_moves_no_duration(harness: Build, jump_h: int) 
     assert true_local.strftime("%d %H:%M") == "22 20:10"
 
 
+@pytest.mark.parametrize("reboot", [True, False])
+def test_restart_keeps_a_running_tap_and_credits_its_downtime(
+    harness: Build, reboot: bool
+) -> None:
+    h = harness([{"type": "continuous_water", "window": "2h"}])
+    life = Life(h)
+    life.run(30 * M)
+    life.run(90 * M, use_water=0.03)  # running since the reading at 08:30
+    # Nobody read the meter for 20 minutes; that is not a pause in use.
+    h.restart(downtime=20 * M, reboot=reboot)
+    assert raised(life.run(5 * M, use_water=0.03)) == []
+    got = life.run(5 * M, use_water=0.03)
+    assert len(raised(got, "continuous_water")) == 1
+    assert _raise_time_local(h, "continuous_water") == "22 10:30"
+
+
 def test_open_alert_survives_restart_and_escalation_resumes(harness: Build) -> None:
     h = harness([{"type": "tamper", "escalate_after": "10m"}])
     alert = h.obs("door-1", "tamper", True)[0]

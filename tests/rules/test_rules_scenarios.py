@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hearthgate.config import GatewayConfig
@@ -195,6 +195,9 @@ restart_st = st.tuples(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(incident=st.sampled_from(RESTART_SCENARIOS),
        restarts=st.lists(restart_st, min_size=1, max_size=3))
+# A believed 10-minute wall-clock gap during a running tap once ended the run (the credited
+# downtime looked like a gap in the meter's readings): the alert came 20 minutes late.
+@example(incident="tap", restarts=[(0.5625, 600.0, 60.0, False)])
 def test_restarts_and_clock_jumps_give_the_same_alerts(
     incident: str, restarts: list[tuple[float, float, float, bool]]
 ) -> None:
