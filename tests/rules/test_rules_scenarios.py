@@ -198,6 +198,9 @@ restart_st = st.tuples(
 # A believed 10-minute wall-clock gap during a running tap once ended the run (the credited
 # downtime looked like a gap in the meter's readings): the alert came 20 minutes late.
 @example(incident="tap", restarts=[(0.5625, 600.0, 60.0, False)])
+# A reboot gave the meter, silent for 20 minutes, a fresh offline threshold: its
+# device_offline came 20 minutes late.
+@example(incident="meter_silent", restarts=[(0.6279426137550675, -19500.0, 480.0, True)])
 def test_restarts_and_clock_jumps_give_the_same_alerts(
     incident: str, restarts: list[tuple[float, float, float, bool]]
 ) -> None:
