@@ -201,6 +201,12 @@ restart_st = st.tuples(
 # A reboot gave the meter, silent for 20 minutes, a fresh offline threshold: its
 # device_offline came 20 minutes late.
 @example(incident="meter_silent", restarts=[(0.6279426137550675, -19500.0, 480.0, True)])
+@example(incident="sos", restarts=[(0.7706467162321216, 600.0, 60.0, False)]).xfail(
+    raises=AssertionError,
+    reason="a wall clock 10 min ahead at a restart 12 s after the door opened is believed as"
+    " 10 min of downtime (docs/rules.md, policy 2), so door_held_open is raised for a door that"
+    " closed at once; the same page promises a clock jump never raises an alert by itself",
+)
 def test_restarts_and_clock_jumps_give_the_same_alerts(
     incident: str, restarts: list[tuple[float, float, float, bool]]
 ) -> None:
