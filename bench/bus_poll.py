@@ -56,7 +56,8 @@ async def serve(link_path: str, line_baud: int | None) -> None:
     """The simulator process: four meters on one pty behind `link_path`; with `line_baud`
     each reply waits for the time its request and itself would take on a real wire."""
     from hearthgate.simulators.links import PtyLink
-    from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+    from hearthgate.simulators.meter_bus import MeterBusSimulator
+    from hearthgate.simulators.meter_models import CJT188Meter, DLT645Meter
 
     link = PtyLink(link_path)
     meters = [

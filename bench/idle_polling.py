@@ -34,7 +34,7 @@ def simulator(kind: str, link: Path, addresses: list[str]) -> subprocess.Popen[b
     for a in addresses:
         argv += ["--meter", a]
     # What `hearthgate simulate KIND` runs.
-    code = ("import sys; from hearthgate.simulators.meters import simulate_main; "
+    code = ("import sys; from hearthgate.simulators.meter_command import simulate_main; "
             "sys.exit(simulate_main(sys.argv[1], sys.argv[2:]))")
     return subprocess.Popen([sys.executable, "-c", code, kind, *argv], cwd=kit.REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,

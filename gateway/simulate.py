@@ -11,11 +11,13 @@ import importlib
 import sys
 from collections.abc import Callable
 
+METERS = "hearthgate.simulators.meter_command"
+
 # kind -> (module with `simulate_main(kind, argv) -> int`, what it simulates)
 SIMULATORS: dict[str, tuple[str, str]] = {
-    "dlt645": ("hearthgate.simulators.meters", "DL/T 645-2007 electricity meters on a serial line"),
-    "cjt188": ("hearthgate.simulators.meters", "CJ/T 188-2004 water meters on a serial line"),
-    "sdm120": ("hearthgate.simulators.meters", "Eastron SDM120 Modbus RTU meters on a serial line"),
+    "dlt645": (METERS, "DL/T 645-2007 electricity meters on a serial line"),
+    "cjt188": (METERS, "CJ/T 188-2004 water meters on a serial line"),
+    "sdm120": (METERS, "Eastron SDM120 Modbus RTU meters on a serial line"),
     "rflink": ("hearthgate.simulators.presence", "an RFLink 433 MHz receiver hearing buttons"),
     "osdp": ("hearthgate.simulators.presence", "an OSDP reader / access controller on RS-485"),
     "zigbee2mqtt": ("hearthgate.simulators.presence", "zigbee2mqtt publishing device states"),

@@ -195,16 +195,19 @@ class DeviceHealth:
         }
 
     def restore(self, data: dict[str, Any], saved_mono: float, now: Instant) -> None:
-        """Devices online at the save get a fresh threshold from the restart: nobody could
-        hear them while the gateway was down, which is not their silence."""
+        """Devices online at the save keep the silence heard before it, and the downtime
+        does not count: nobody could hear them while the gateway was down, which is not
+        their silence. (A fresh threshold from the restart would hide a dead device for
+        as long as the gateway restarts more often than its threshold.)"""
         for d, item in data.items():
             if d not in self.thresholds or not isinstance(item, dict):
                 continue
-            seen = _back(item.get("seen_ago"), saved_mono)
-            if seen is not None:
+            age = item.get("seen_ago")
+            if age is not None:
+                seen = saved_mono - float(age)
                 thr = self.thresholds[d]
                 online = thr is None or saved_mono < seen + thr
-                self.last_seen[d] = now.mono if online else seen
+                self.last_seen[d] = now.mono - float(age) if online else seen
             if item.get("seen_wall"):
                 self.last_seen_wall[d] = item["seen_wall"]
             self.alive[d] = bool(item.get("alive", True))

@@ -4,7 +4,9 @@ someone who fell in the shower).
 A run starts at the reading before the first use and goes on while no `interval`
 passes without use; it is judged only at readings, so a meter that stops reporting
 can neither start nor prolong a run. A gap between readings longer than `interval`
-(the meter was offline) ends the run: nobody can say what happened in between.
+(the meter was offline) ends the run: nobody can say what happened in between. The
+gateway's own downtime is no such gap: a restart keeps the run, and the downtime the
+engine credits counts towards `window` (docs/rules.md, "Restarts and clock jumps").
 """
 
 from __future__ import annotations
@@ -125,11 +127,14 @@ class ContinuousWaterRule(Rule):
     def restore(self, state: dict[str, Any], saved_at: Instant, now: Instant) -> None:
         self.anchors = {k: float(v) for k, v in state.get("anchors", {}).items()}
         for d, r in state.get("runs", {}).items():
+            # Nobody read the meter while the gateway was down, which is not the meter's
+            # silence nor a pause in use: gaps and pauses are measured as if the downtime
+            # had not been. The run's start keeps the credited downtime, like any window.
             self.runs[d] = _Run(
-                back(r.get("prev_reading_ago"), saved_at),
+                back(r.get("prev_reading_ago"), now),
                 back(r.get("start_ago"), saved_at),
                 r.get("start_at"),
-                back(r.get("last_use_ago"), saved_at),
+                back(r.get("last_use_ago"), now),
                 bool(r.get("raised")),
             )
 

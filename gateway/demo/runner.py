@@ -52,7 +52,8 @@ from hearthgate.devkit.local_broker import BrokerUnavailable, MosquittoBroker, m
 from hearthgate.devkit.testkit import PlatformSubscriber
 from hearthgate.service import Gateway
 from hearthgate.simulators.links import PtyLink
-from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+from hearthgate.simulators.meter_bus import MeterBusSimulator
+from hearthgate.simulators.meter_models import CJT188Meter, DLT645Meter
 from hearthgate.simulators.rflink import RFLinkReceiverSimulator
 from hearthgate.simulators.scenario import Scenario, devices_from_config, parse_scenario, play
 from hearthgate.simulators.zigbee2mqtt import Zigbee2MqttPublisher

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber
 from hearthgate.simulators.links import PtyLink
-from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+from hearthgate.simulators.meter_bus import MeterBusSimulator
+from hearthgate.simulators.meter_models import CJT188Meter, DLT645Meter
 from tests.faults.faultkit import (
     ALERTS,
     P,

@@ -16,13 +16,9 @@ import pytest
 from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber, wait_started
 from hearthgate.simulators.links import PtyLink
-from hearthgate.simulators.meters import (
-    CJT188Meter,
-    DLT645Meter,
-    MeterBusSimulator,
-    SDM120Meter,
-    SDM120Simulator,
-)
+from hearthgate.simulators.meter_bus import MeterBusSimulator
+from hearthgate.simulators.meter_models import CJT188Meter, DLT645Meter, SDM120Meter
+from hearthgate.simulators.sdm120 import SDM120Simulator
 
 P = "hearthgate/gw-meters-01"
 METERS = {

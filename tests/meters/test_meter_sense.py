@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hearthgate.core.clock import SimulatedClock
 from hearthgate.drivers.meter_sense import CumulativeSense, convert
 from hearthgate.simulators.links import PtyLink
-from hearthgate.simulators.meters import CJT188Meter, MeterBusSimulator
+from hearthgate.simulators.meter_bus import MeterBusSimulator
+from hearthgate.simulators.meter_models import CJT188Meter
 from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 
@@ -117,7 +118,7 @@ async def test_replaced_water_meter_on_the_bus(tmp_path: Path, clock: SimulatedC
 
 async def test_combined_energy_may_fall(tmp_path: Path, clock: SimulatedClock) -> None:
     """Net (combined) energy goes down when solar exports: no meter sense on it."""
-    from hearthgate.simulators.meters import DLT645Meter
+    from hearthgate.simulators.meter_models import DLT645Meter
 
     link = PtyLink(tmp_path / "tty")
     meter = DLT645Meter("000000005678", energy_kwh=50.0, power_w=0.0)

@@ -11,7 +11,8 @@ import pytest
 from hearthgate.core.clock import SimulatedClock
 from hearthgate.drivers.modbus import MODELS, ModbusOptions, ModbusRTU, RegisterSpec, plan_reads
 from hearthgate.simulators.links import PtyLink
-from hearthgate.simulators.meters import SDM120Meter, SDM120Simulator
+from hearthgate.simulators.meter_models import SDM120Meter
+from hearthgate.simulators.sdm120 import SDM120Simulator
 from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 

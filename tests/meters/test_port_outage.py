@@ -10,7 +10,8 @@ import pytest
 from hearthgate.core.clock import SimulatedClock
 from hearthgate.drivers import meter_poller
 from hearthgate.simulators.links import PtyLink
-from hearthgate.simulators.meters import CJT188Meter, DLT645Meter, MeterBusSimulator
+from hearthgate.simulators.meter_bus import MeterBusSimulator
+from hearthgate.simulators.meter_models import CJT188Meter, DLT645Meter
 from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 

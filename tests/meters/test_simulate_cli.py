@@ -12,14 +12,14 @@ import pytest
 from hearthgate.drivers import cjt188_codec, dlt645_codec
 from hearthgate.drivers.modbus import ModbusRTU, RegisterSpec
 from hearthgate.drivers.serial_bus import SerialBus, SerialBusOptions
-from hearthgate.simulators.meters import simulate_main
+from hearthgate.simulators.meter_command import simulate_main
 from tests.meters.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 async def start_simulator(kind: str, link: Path, *args: str) -> asyncio.subprocess.Process:
-    code = ("import sys; from hearthgate.simulators.meters import simulate_main; "
+    code = ("import sys; from hearthgate.simulators.meter_command import simulate_main; "
             "raise SystemExit(simulate_main(sys.argv[1], sys.argv[2:]))")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, kind, "--link", str(link), "--duration", "20", *args,
@@ -85,7 +85,8 @@ async def test_simulator_on_a_serial_port(tmp_path: Path) -> None:
     """`--port`: the simulator opens a serial port like a meter wired to a second adapter.
     Here that port is a pty's slave; the test plays the gateway on the master side."""
     from hearthgate.simulators.links import PtyLink, SerialLink
-    from hearthgate.simulators.meters import DLT645Meter, MeterBusSimulator
+    from hearthgate.simulators.meter_bus import MeterBusSimulator
+    from hearthgate.simulators.meter_models import DLT645Meter
 
     wire = PtyLink()
     port = SerialLink(wire.slave_name, baudrate=9600)

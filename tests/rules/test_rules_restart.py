@@ -102,6 +102,38 @@ def test_wall_jump_while_running_moves_no_duration(harness: Build, jump_h: int) 
     assert true_local.strftime("%d %H:%M") == "22 20:10"
 
 
+@pytest.mark.parametrize("reboot", [True, False])
+def test_restart_keeps_a_running_tap_and_credits_its_downtime(
+    harness: Build, reboot: bool
+) -> None:
+    h = harness([{"type": "continuous_water", "window": "2h"}])
+    life = Life(h)
+    life.run(30 * M)
+    life.run(90 * M, use_water=0.03)  # running since the reading at 08:30
+    # Nobody read the meter for 20 minutes; that is not a pause in use.
+    h.restart(downtime=20 * M, reboot=reboot)
+    assert raised(life.run(5 * M, use_water=0.03)) == []
+    got = life.run(5 * M, use_water=0.03)
+    assert len(raised(got, "continuous_water")) == 1
+    assert _raise_time_local(h, "continuous_water") == "22 10:30"
+
+
+@pytest.mark.parametrize("reboot", [True, False])
+def test_restarts_do_not_hide_a_dead_meter(harness: Build, reboot: bool) -> None:
+    h = harness([{"type": "device_offline"}])  # meters: offline after 30 min of silence
+    life = Life(h)
+    life.run(10 * M)
+    life.silent.add("water-1")  # last heard at 08:10
+    for _ in range(2):
+        # Restarting more often than the threshold; the downtimes (10 min each) are not the
+        # meter's silence, so the 30 minutes heard are complete at 09:00.
+        assert raised(life.run(10 * M), "device_offline") == []
+        h.restart(downtime=10 * M, reboot=reboot)
+    got = life.run(10 * M)
+    assert [t.device_ids for t in raised(got, "device_offline")] == [("water-1",)]
+    assert _raise_time_local(h, "device_offline") == "22 09:00"
+
+
 def test_open_alert_survives_restart_and_escalation_resumes(harness: Build) -> None:
     h = harness([{"type": "tamper", "escalate_after": "10m"}])
     alert = h.obs("door-1", "tamper", True)[0]
@@ -191,10 +223,10 @@ def test_every_rule_type_state_survives_a_json_round_trip(harness: Build) -> Non
     second = json.loads(json.dumps(again.snapshot(now)))
     assert second["rules"] == first["rules"]
     assert second["sites"]["room-1"]["presence"] == first["sites"]["room-1"]["presence"]
-    # Devices online at the save get a fresh offline threshold from the restart.
+    # Devices keep the silence heard before the save (and here no downtime passed).
     for d, item in second["sites"]["room-1"]["health"].items():
         assert item["alive"] == first["sites"]["room-1"]["health"][d]["alive"]
-        assert item["seen_ago"] == 0.0
+        assert item["seen_ago"] == first["sites"]["room-1"]["health"][d]["seen_ago"]
     assert second["alerts"] == first["alerts"]
     assert again.next_deadline() == h.engine.next_deadline()
 

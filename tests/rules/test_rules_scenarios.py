@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hearthgate.config import GatewayConfig
@@ -195,6 +195,18 @@ restart_st = st.tuples(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(incident=st.sampled_from(RESTART_SCENARIOS),
        restarts=st.lists(restart_st, min_size=1, max_size=3))
+# A believed 10-minute wall-clock gap during a running tap once ended the run (the credited
+# downtime looked like a gap in the meter's readings): the alert came 20 minutes late.
+@example(incident="tap", restarts=[(0.5625, 600.0, 60.0, False)])
+# A reboot gave the meter, silent for 20 minutes, a fresh offline threshold: its
+# device_offline came 20 minutes late.
+@example(incident="meter_silent", restarts=[(0.6279426137550675, -19500.0, 480.0, True)])
+@example(incident="sos", restarts=[(0.7706467162321216, 600.0, 60.0, False)]).xfail(
+    raises=AssertionError,
+    reason="a wall clock 10 min ahead at a restart 12 s after the door opened is believed as"
+    " 10 min of downtime (docs/rules.md, policy 2), so door_held_open is raised for a door that"
+    " closed at once; the same page promises a clock jump never raises an alert by itself",
+)
 def test_restarts_and_clock_jumps_give_the_same_alerts(
     incident: str, restarts: list[tuple[float, float, float, bool]]
 ) -> None:
