@@ -22,19 +22,14 @@ def build_engine(config: GatewayConfig, **kwargs: Any) -> RuleEngine:
     tz = config.gateway.tz
     rules_by_site: dict[str, list[Rule]] = {}
     for site in config.sites:
-        devices = tuple(
-            SiteDevice(d.id, d.kind, d.protocol, d.name)
-            for d in config.devices
-            if d.site == site.id
-        )
+        configured = [d for d in config.devices if d.site == site.id]
+        devices = tuple(SiteDevice(d.id, d.kind, d.protocol, d.name) for d in configured)
         state = SiteState(
             Presence(
                 any(d.kind == "door_contact" for d in devices)
                 and any(d.kind == "motion_sensor" for d in devices)
             ),
-            DeviceHealth(
-                {d.id: config.silence_limit(d) for d in config.devices if d.site == site.id}
-            ),
+            DeviceHealth({d.id: config.silence_limit(d) for d in configured}),
         )
         rsite = RuleSite(site.id, site.resident, tz, config.gateway.language, devices, state)
         rules_by_site[site.id] = [rule_types[rc.type].cls(rsite, rc.options) for rc in site.rules]
