@@ -95,7 +95,9 @@ class RFLinkDriver:
 
     def _on_state(self, is_open: bool, reason: str) -> None:
         if not is_open:
-            self._decoder.reset()  # a line cut by the unplugging is no line
+            cut = self._decoder.reset()  # a line cut by the unplugging is no line
+            if cut:
+                self.ctx.frame_error(None, "rflink_line", cut, f"cut off: {reason}")
             for d in self.devices:
                 self.ctx.set_reachable(d.config, False, f"433 MHz receiver: {reason}")
 

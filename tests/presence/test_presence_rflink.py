@@ -142,6 +142,15 @@ async def test_receiver_unplugged_marks_devices_unreachable(rig: Rig, pty: PtyLi
     assert rig.sink.values("alive", "door-301") == [False]
 
 
+async def test_a_line_cut_off_by_the_unplugging_is_counted(rig: Rig, pty: PtyLink) -> None:
+    pty.write(b"20;47;EV1527;ID=5A3C1;SWI")  # the receiver goes away in the middle of a line
+    await wait_until(lambda: rig.driver._decoder.pending() > 0)
+    pty.unplug()
+    await wait_until(lambda: len(rig.sink.values("alive")) == 3)
+    assert rig.ctx.errors[("-", "rflink_line")] == 1
+    assert rig.driver._decoder.pending() == 0
+
+
 def test_bad_match_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="hex"):
         make_config(
