@@ -114,6 +114,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.args)
 
 
+def cmd_ack(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from hearthgate.forget import run_ack
+
+    return run_ack(config, args.alert_id, args.by,
+                   data_dir=Path(args.data_dir) if args.data_dir else None)
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from hearthgate.forget import run_forget
+
+    return run_forget(config, args.site, args.by,
+                      data_dir=Path(args.data_dir) if args.data_dir else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearthgate", description="Edge gateway for elderly care: sensors in, alerts out."
@@ -142,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="override gateway.data_dir")
         p.add_argument("--json", action="store_true", help="JSON instead of a table")
         p.set_defaults(func=cmd_view)
+
+    p = with_config("ack", "acknowledge an alert on the gateway itself, as local:NAME")
+    p.add_argument("alert_id", metavar="ALERT_ID")
+    p.add_argument("--by", metavar="NAME", help="who acknowledges (default: your user name)")
+    p.add_argument("--data-dir", help="override gateway.data_dir")
+    p.set_defaults(func=cmd_ack)
+
+    p = with_config("forget", "erase a resident's data on the gateway when they leave")
+    p.add_argument("--site", required=True, metavar="ID", help="the site to erase")
+    p.add_argument("--by", metavar="NAME", help="who erases, for the access trail")
+    p.add_argument("--data-dir", help="override gateway.data_dir")
+    p.set_defaults(func=cmd_forget)
 
     p = with_config("replay", "run the rules over recorded observations in simulated time")
     p.add_argument("events", metavar="EVENTS.jsonl")

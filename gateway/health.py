@@ -109,12 +109,25 @@ class DeviceHealth:
             )
         return out
 
-    def payload(self, now: Instant) -> str:
+    def payload(self, now: Instant, raw_sites: frozenset[str] = frozenset()) -> str:
+        """The `P/devices` message: health only. A device's last values (a door open, the
+        meter's total) go out only for sites at the `raw` telemetry level; for the others
+        `last_seen` is given to the hour, because a motion sensor's last message to the second,
+        published every minute, would replay the resident's movements (docs/privacy.md)."""
+        devices = self.snapshot(now)
+        for d in devices:
+            if d["site_id"] in raw_sites:
+                continue
+            del d["values"]
+            seen = self.devices[d["device_id"]].last_seen
+            if seen is not None:
+                hour = seen.wall.astimezone(self.tz).replace(minute=0, second=0, microsecond=0)
+                d["last_seen"] = isoformat(hour, self.tz)
         return json.dumps(
             {
                 "schema": "hearthgate.devices/1",
                 "ts": isoformat(now.wall, self.tz),
-                "devices": self.snapshot(now),
+                "devices": devices,
             },
             ensure_ascii=False,
             separators=(",", ":"),

@@ -17,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hearthgate.audit import AuditTrail
 from hearthgate.config import GatewayConfig
+from hearthgate.control import CONTROL_SOCKET, serve_control
 from hearthgate.core.clock import Clock, SystemClock
 from hearthgate.core.model import AlertTransition, Instant, Observation, Priority, isoformat
 from hearthgate.drivers.base import DriverContext
@@ -29,6 +31,7 @@ from hearthgate.sdnotify import SystemdNotifier
 from hearthgate.store import Store
 from hearthgate.supervisor import Supervisor
 from hearthgate.telemetry import TelemetryBatcher
+from hearthgate.telemetry_summary import HourlySummariser, capabilities, summary_payload
 from hearthgate.uplink import CommandError, Uplink
 from hearthgate.views import DEVICES_FILE, runtime_dir
 
@@ -39,6 +42,9 @@ LIVE_DEVICES_INTERVAL = 5.0  # the runtime-dir snapshot that `hearthgate devices
 METRICS_INTERVAL = 15.0  # outbox depth query and textfile refresh
 MAX_BATCH = 2000  # observations per pass of the rules loop
 HOUSEKEEPING_EVERY = 0.05  # s; rule ticks and device health checks while observations stream
+PRUNE_INTERVAL = 3600.0  # s between retention passes (docs/privacy.md)
+PRUNE_AGAIN = 60.0  # s to the next pass while a pass found more than its bound
+PRUNE_LIMIT = 500  # rows per area and pass: the writer never stalls on one huge DELETE
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]], every: float = 2.0) -> None:
@@ -102,6 +108,13 @@ class Gateway:
         self.health = DeviceHealth(config)
         self.engine = build_engine(config)
         self.batcher = TelemetryBatcher(self.tz)
+        # What each site sends on P/telemetry (docs/privacy.md): raw readings through the
+        # batcher, hourly summaries through the summariser, or nothing (health).
+        self.levels = {s.id: config.telemetry_level(s.id) for s in config.sites}
+        self.raw_sites = frozenset(config.raw_reasons())
+        self.summariser = HourlySummariser(
+            self.tz, capabilities([(d.site, d.kind) for d in config.devices]), self.clock.now()
+        )
         self.counts: Counter[str] = Counter()
         self.alert_counts: Counter[tuple[str, str]] = Counter()
         self.notifier = SystemdNotifier()  # does nothing unless systemd gave a socket
@@ -110,6 +123,7 @@ class Gateway:
         self.ready = asyncio.Event()
         self.store: Store | None = None
         self.uplink: Uplink | None = None
+        self.audit: AuditTrail | None = None
         self.supervisor: Supervisor | None = None
         self._engine_lock = asyncio.Lock()
         self._last_state_save = 0.0
@@ -130,9 +144,15 @@ class Gateway:
         try:
             await self._restore(store)
             uplink = Uplink(
-                self.config, store, self._command, password=uplink_password(self.config)
+                self.config, store, self._command, password=uplink_password(self.config),
+                on_refused=self._refused,
             )
             self.uplink = uplink
+            self.audit = self._trail(store, uplink.wake)
+            uplink.status_fields["telemetry"] = self._telemetry_status()
+            for site_id, reason in self.config.raw_reasons().items():
+                log.warning("site %s sends every reading to the platform (telemetry: raw): %s",
+                            site_id, reason)
             async with asyncio.TaskGroup() as tg:
                 sup = Supervisor(tg)
                 self.supervisor = sup
@@ -141,6 +161,9 @@ class Gateway:
                 sup.start("rules", self._rules_loop, essential=True)
                 sup.start("uplink", uplink.run)
                 sup.start("telemetry", self._telemetry_loop)
+                sup.start("retention", self._retention_loop)
+                sup.start("control", lambda: serve_control(
+                    runtime_dir(self.config, self.data_dir) / CONTROL_SOCKET, self._local))
                 driver_tasks = self._start_drivers(sup)
                 self._start_extras(sup)
                 self.ready.set()
@@ -281,9 +304,13 @@ class Gateway:
                 for obs in batch:
                     self.health.observe(obs)
                     transitions += self.engine.on_observation(obs, obs.at)
-                    full = self.batcher.add(obs)
-                    if full is not None:
-                        await self.uplink.offer_telemetry(full, 500)
+                    level = self.levels.get(obs.site_id, self.config.gateway.telemetry)
+                    if level == "summary":
+                        self.summariser.add(obs)
+                    elif level == "raw":
+                        full = self.batcher.add(obs)
+                        if full is not None:
+                            await self.uplink.offer_telemetry(full, 500)
                 if house:
                     transitions += self.engine.on_tick(now)
                 if transitions:
@@ -293,7 +320,7 @@ class Gateway:
                 last_house = now.mono
                 changed = self.health.changed(now)
                 if changed or now.mono >= next_devices:
-                    self.uplink.set_devices(self.health.payload(now))
+                    self.uplink.set_devices(self.health.payload(now, self.raw_sites))
                     next_devices = now.mono + devices_every
                 if changed or (batch and now.mono - self._last_live_write
                                >= LIVE_DEVICES_INTERVAL):
@@ -336,7 +363,7 @@ class Gateway:
         return None
 
     async def _commit(self, transitions: list[AlertTransition], now: Instant) -> None:
-        assert self.store is not None and self.uplink is not None
+        assert self.store is not None
         gw = self.config.gateway.id
         payloads = [
             json.dumps(t.to_payload(gw, self.tz), ensure_ascii=False) for t in transitions
@@ -349,7 +376,8 @@ class Gateway:
                 "alert %s %s at %s: %s", t.type, t.state, t.site_id, t.message,
                 extra={"alert_id": t.alert_id, "site_id": t.site_id},
             )
-        self.uplink.wake()
+        if self.uplink is not None:
+            self.uplink.wake()
 
     async def _save_state(self, now: Instant, durable: bool = False) -> None:
         assert self.store is not None
@@ -372,37 +400,145 @@ class Gateway:
             log.debug("cannot write %s: %s", self._live_devices, exc)
 
     async def _telemetry_loop(self) -> None:
-        assert self.uplink is not None
+        assert self.uplink is not None and self.store is not None
         while True:
             await self.clock.sleep(self.config.uplink.telemetry_interval)
             if len(self.batcher):
                 payload, n = self.batcher.flush()
                 await self.uplink.offer_telemetry(payload, n)
+            async with self._engine_lock:  # `forget` of a site may be running
+                summaries = self.summariser.close(self.clock.now())
+            if summaries:
+                await self.store.add_summaries(summaries)
+                await self.uplink.offer_telemetry(summary_payload(summaries), len(summaries))
 
-    # -- downlink commands ------------------------------------------------------
+    # -- privacy: telemetry levels, retention, the access trail ------------------------
+
+    def _trail(self, store: Store, wake: Any = None) -> AuditTrail:
+        return AuditTrail(store, self.config.gateway.id, self.tz, self.clock,
+                          keep=self.config.gateway.retention.audit_records, wake=wake)
+
+    def _telemetry_status(self) -> dict[str, Any]:
+        """What `P/status` says of telemetry: the default level, and each site at another
+        level (with the reason, for `raw`)."""
+        default = self.config.gateway.telemetry
+        reasons = self.config.raw_reasons()
+        return {
+            "default": default,
+            "sites": [
+                {"site_id": site, "level": level, **({"reason": reasons[site]}
+                                                     if site in reasons else {})}
+                for site, level in self.levels.items() if level != default or site in reasons
+            ],
+        }
+
+    def retention_cutoffs(self, now: Instant) -> dict[str, float]:
+        """Per retention setting, the Unix time before which rows are pruned."""
+        r = self.config.gateway.retention
+        at = now.wall.timestamp()
+        return {
+            "observations": at - self.config.observation_retention(),
+            "summaries": at - float(r.summaries),
+            "alerts": at - float(r.alerts),
+            "audit": at - float(r.audit),
+        }
+
+    async def _retention_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            removed = await self.store.prune(self.retention_cutoffs(self.clock.now()),
+                                             PRUNE_LIMIT)
+            if any(removed.values()):
+                log.info("retention: removed %s", ", ".join(
+                    f"{n} {what}" for what, n in removed.items() if n))
+            more = any(n >= PRUNE_LIMIT for n in removed.values())
+            await self.clock.sleep(PRUNE_AGAIN if more else PRUNE_INTERVAL)
+
+    # -- downlink and local commands ---------------------------------------------------
 
     async def _command(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A downlink command, recorded in the access trail whatever becomes of it."""
+        by = body.get("by")
+        actor = by if isinstance(by, str) and by else "platform"
+        target = body.get("alert_id") if name == "ack" else body.get("id")
+        try:
+            result = await self._dispatch(name, body, actor)
+        except CommandError as exc:
+            await self._audit("mqtt", actor, name, target, ok=False, error=str(exc))
+            raise
+        except Exception as exc:
+            await self._audit("mqtt", actor, name, target, ok=False,
+                              error=f"internal error: {type(exc).__name__}")
+            raise
+        await self._audit("mqtt", actor, name, target)
+        return result
+
+    async def _refused(self, name: str, error: str) -> None:
+        await self._audit("mqtt", None, name, None, ok=False, error=error)
+
+    async def _audit(self, via: str, actor: str | None, action: str, target: Any, *,
+                     ok: bool = True, error: str | None = None) -> None:
+        if self.audit is not None:
+            await self.audit.record(via, actor, action,
+                                    target=target if isinstance(target, str | int) else None,
+                                    ok=ok, error=error)
+
+    async def _local(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A request on the control socket (`hearthgate ack` while the service runs)."""
+        name, user = request.get("command"), request.get("user")
+        if name == "hello":
+            return {"ok": True, "gateway_id": self.config.gateway.id}  # "is a service running"
+        if not isinstance(user, str) or not user or len(user) > 100:
+            return {"ok": False, "error": "'user' must be a non-empty string"}
+        if name != "ack":
+            await self._audit("local", user, str(name)[:50], None, ok=False,
+                              error="unknown local command")
+            return {"ok": False, "error": f"unknown local command '{name}'"}
+        alert_id = request.get("alert_id")
+        try:
+            await self._ack(alert_id, f"local:{user}")
+        except CommandError as exc:
+            await self._audit("local", user, "ack", alert_id, ok=False, error=str(exc))
+            return {"ok": False, "error": str(exc), "unknown_alert": True}
+        await self._audit("local", user, "ack", alert_id)
+        return {"ok": True, "alert_id": alert_id}
+
+    async def ack_offline(self, alert_id: str, user: str) -> dict[str, Any]:
+        """`hearthgate ack` with no service running: the same acknowledgement on the store
+        itself (its transitions wait in the outbox for the next start)."""
+        store = await Store.open(self.data_dir, self.config.gateway.telemetry_buffer)
+        self.store = store
+        try:
+            await self._restore(store)
+            self.audit = self._trail(store)
+            return await self._local({"command": "ack", "alert_id": alert_id, "user": user})
+        finally:
+            await store.close()
+
+    async def _dispatch(self, name: str, body: dict[str, Any], actor: str) -> dict[str, Any]:
         if name == "ping":
             return {"pong": isoformat(self.clock.now().wall, self.tz)}
         if name == "ack":
             alert_id, by = body.get("alert_id"), body.get("by")
-            if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 100:
-                raise CommandError("'alert_id' must be a non-empty string")
             if by is not None and (not isinstance(by, str) or len(by) > 200):
                 raise CommandError("'by' must be a string")
-            by = by or "platform"
-            assert self.store is not None
-            async with self._engine_lock:
-                now = self.clock.now()
-                try:
-                    transitions = self.engine.acknowledge(alert_id, by, now)
-                except UnknownAlert:
-                    raise CommandError(f"unknown or already cleared alert '{alert_id}'") from None
-                await self.store.mark_acknowledged(alert_id, by, isoformat(now.wall, self.tz))
-                if transitions:
-                    await self._commit(transitions, now)
-                else:
-                    await self.store.put_state("engine", self.engine.snapshot(now), durable=True)
-            log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert_id": alert_id})
+            await self._ack(alert_id, by or "platform")
             return {"alert_id": alert_id}
         raise CommandError(f"unknown command '{name}'")
+
+    async def _ack(self, alert_id: Any, by: str) -> None:
+        if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 100:
+            raise CommandError("'alert_id' must be a non-empty string")
+        assert self.store is not None
+        async with self._engine_lock:
+            now = self.clock.now()
+            try:
+                transitions = self.engine.acknowledge(alert_id, by, now)
+            except UnknownAlert:
+                raise CommandError(f"unknown or already cleared alert '{alert_id}'") from None
+            await self.store.mark_acknowledged(alert_id, by, isoformat(now.wall, self.tz))
+            if transitions:
+                await self._commit(transitions, now)
+            else:
+                await self.store.put_state("engine", self.engine.snapshot(now), durable=True)
+        log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert_id": alert_id})

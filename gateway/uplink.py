@@ -46,6 +46,9 @@ RECONNECT_MIN = 0.2
 RECONNECT_MAX = 2.0
 
 CommandHandler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+RefusedHandler = Callable[[str, str], Awaitable[None]]
+# Outbox kinds and their topics; the access trail (issue 18) rides in the telemetry class.
+TOPIC_OF_KIND = {"alert": "alerts", "audit": "audit", "telemetry": "telemetry"}
 
 
 def connection_failure(exc: BaseException) -> BaseException | None:
@@ -97,6 +100,8 @@ class Uplink:
         on_command: called as `await on_command(name, body)` for each downlink command; what
             it returns (or the `CommandError` it raises) is published on `P/cmd/result`.
         password: the broker password, already read from `password` or `password_file`.
+        on_refused: called as `await on_refused(name, error)` for a command refused before
+            `on_command` could see it (not JSON, too large, a bad `id`).
 
     Raises:
         Exception: from `run`, only a bug (anything that is not a connection failure), which
@@ -110,10 +115,15 @@ class Uplink:
         on_command: CommandHandler,
         *,
         password: str | None = None,
+        on_refused: RefusedHandler | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.on_command = on_command
+        # A command refused before `on_command` saw it (not JSON, too big): for the trail.
+        self.on_refused = on_refused
+        # Extra fields of the `online` status (the telemetry levels and raw reasons).
+        self.status_fields: dict[str, Any] = {}
         self.prefix = f"{config.uplink.topic_prefix}/{config.gateway.id}"
         self.tz = config.gateway.tz
         self._password = password
@@ -159,6 +169,7 @@ class Uplink:
                 "state": state,
                 "version": __version__,
                 "ts": isoformat(utc_now(), self.tz),
+                **(self.status_fields if state == "online" else {}),
             }
         )
 
@@ -271,8 +282,8 @@ class Uplink:
                           prio: Priority) -> None:
             payload = item.payload if item is not None else hot[0]  # type: ignore[index]
             kind = item.kind if item is not None else "telemetry"
-            topic = self.topic("alerts" if kind == "alert" else "telemetry")
-            qos = 1 if kind == "alert" else self.config.uplink.telemetry_qos
+            topic = self.topic(TOPIC_OF_KIND.get(kind, "telemetry"))
+            qos = 1 if kind in ("alert", "audit") else self.config.uplink.telemetry_qos
             # Any failure propagates: the TaskGroup ends the session and everything not
             # PUBACKed is sent again after reconnecting.
             await client.publish(topic, payload, qos=qos, timeout=PUBACK_TIMEOUT)
@@ -364,6 +375,7 @@ class Uplink:
         """Parse and run one downlink command; always returns a `cmd_result` object."""
         self.stats.commands += 1
         command_id: Any = None
+        handled = False
         try:
             if not isinstance(raw, bytes | bytearray):
                 raw = b"" if raw is None else str(raw).encode()
@@ -381,12 +393,15 @@ class Uplink:
             if command_id is not None and not isinstance(command_id, str | int):
                 command_id = None
                 raise CommandError("'id' must be a string")
+            handled = True
             extra = await self.on_command(name, body)
             result: dict[str, Any] = {"ok": True, "error": None, **extra}
         except CommandError as exc:
             self.stats.bad_commands += 1
             log.warning("bad command %s: %s", name, exc)
             result = {"ok": False, "error": str(exc)}
+            if not handled and self.on_refused is not None:
+                await self.on_refused(name, str(exc))
         except Exception as exc:  # a bug must not take the downlink down
             self.stats.bad_commands += 1
             log.exception("command %s failed", name)

@@ -206,6 +206,9 @@ class RuleSpec:
         description: one line, for the JSON Schema.
         expected: where a site should have the rule, for `hearthgate check`; None: nowhere
             in particular.
+        history: seconds of raw observations the rule reads back from the store (a routine
+            learnt over weeks); the store keeps raw observations at least this long
+            (`gateway.retention.observations`, docs/privacy.md). 0: none.
     """
 
     name: str
@@ -214,4 +217,5 @@ class RuleSpec:
     kinds: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
     expected: SiteExpectation | None = None
+    history: float = 0.0
 

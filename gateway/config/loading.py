@@ -20,6 +20,8 @@ from pydantic import BaseModel, SecretStr
 from hearthgate.config.checks import review
 from hearthgate.config.entries import Entries
 from hearthgate.config.models import (
+    RAW_HINT,
+    RAW_NEEDS_REASON,
     ConfigError,
     ConfigProblem,
     GatewayConfig,
@@ -150,6 +152,9 @@ class _Validator:
                     key=True,
                 )
         gateway = self._section(data, "gateway", GatewaySection)
+        if gateway is not None and gateway.telemetry == "raw" and not gateway.telemetry_reason:
+            report.error(("gateway", "telemetry"), RAW_NEEDS_REASON.format(where="gateway"),
+                         RAW_HINT)
         uplink = self._uplink(data)
         buses = self._entries(data, "buses", "bus", self.entries.bus)
         devices = self._entries(data, "devices", "device", self.entries.device)

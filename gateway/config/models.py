@@ -21,6 +21,38 @@ from hearthgate.registry import STANDARD, Registry
 
 GATEWAY_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 
+# What leaves the home on P/telemetry (docs/privacy.md): device health only, hourly site
+# summaries (the default), or every reading (only with a `telemetry_reason`).
+TelemetryLevel = Literal["health", "summary", "raw"]
+TELEMETRY_LEVELS: tuple[str, ...] = ("health", "summary", "raw")
+DAY = 86400.0
+RAW_NEEDS_REASON = (
+    "{where}: 'telemetry: raw' sends every reading of the home to the platform and needs"
+    " 'telemetry_reason:' beside it, saying why"
+)
+RAW_HINT = (
+    "add e.g. telemetry_reason: \"commissioning until 2026-12-01\", or use"
+    " 'telemetry: summary' (hourly totals only)"
+)
+
+
+class RetentionSection(Section):
+    """How long the local store keeps what it keeps (`gateway.retention:`, docs/privacy.md).
+
+    Args:
+        observations: raw observations kept for the rules that read history back (never
+            shorter than the longest `RuleSpec.history` of the config's rules).
+        summaries: the hourly site summaries.
+        alerts: delivered alerts in the local alert log (undelivered ones are never pruned).
+        audit: the local access trail; `audit_records` bounds it by count as well.
+    """
+
+    observations: Duration = 28 * DAY
+    summaries: Duration = 90 * DAY
+    alerts: Duration = 90 * DAY
+    audit: Duration = 365 * DAY
+    audit_records: int = Field(default=10_000, ge=100, le=1_000_000)
+
 
 class GatewaySection(Section):
     id: str = Field(pattern=GATEWAY_ID_PATTERN)
@@ -34,6 +66,10 @@ class GatewaySection(Section):
     metrics_listen: str | None = None
     metrics_textfile: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    telemetry: TelemetryLevel = "summary"
+    # Why every reading must leave the home (a trial, commissioning); `raw` needs it.
+    telemetry_reason: str | None = Field(default=None, min_length=3, max_length=500)
+    retention: RetentionSection = RetentionSection()
 
     @field_validator("timezone")
     @classmethod
@@ -98,6 +134,9 @@ class SiteConfig(Section):
     # A named default rule set (rules/profiles.py); `rules:` entries of the same type
     # override the profile's.
     profile: str | None = None
+    # None: the gateway's `telemetry` level; `raw` needs its own `telemetry_reason`.
+    telemetry: TelemetryLevel | None = None
+    telemetry_reason: str | None = Field(default=None, min_length=3, max_length=500)
     rules: tuple[RuleConfig, ...] = ()
 
 
@@ -136,6 +175,32 @@ class GatewayConfig(Section):
 
     def site(self, site_id: str) -> SiteConfig:
         return next(s for s in self.sites if s.id == site_id)
+
+    def telemetry_level(self, site_id: str) -> str:
+        """What `site_id` sends on P/telemetry: its own level, else the gateway's."""
+        site = next((s for s in self.sites if s.id == site_id), None)
+        if site is not None and site.telemetry is not None:
+            return site.telemetry
+        return self.gateway.telemetry
+
+    def raw_reasons(self) -> dict[str, str]:
+        """Per site at the `raw` level, the reason the config gives (logged, and published
+        with the status)."""
+        out: dict[str, str] = {}
+        for site in self.sites:
+            if self.telemetry_level(site.id) == "raw":
+                reason = site.telemetry_reason if site.telemetry else None
+                out[site.id] = reason or self.gateway.telemetry_reason or ""
+        return out
+
+    def observation_retention(self) -> float:
+        """Seconds raw observations are kept: the setting, or longer when a rule of this
+        config declares that it reads back more history (`RuleSpec.history`)."""
+        needed = [
+            self._registry.rules[r.type].history
+            for s in self.sites for r in s.rules if r.type in self._registry.rules
+        ]
+        return max([float(self.gateway.retention.observations), *needed])
 
     def silence_limit(self, device: DeviceConfig) -> float | None:
         """Seconds of silence after which `device` counts as offline (None: only `alive:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hearthgate.config.entries import Entries
-from hearthgate.config.models import RuleConfig, SiteConfig
+from hearthgate.config.models import RAW_HINT, RAW_NEEDS_REASON, RuleConfig, SiteConfig
 from hearthgate.config.positions import Loc
 from hearthgate.config.reporting import Locate, one_of, show, where
 from hearthgate.core.options import DeviceConfig
@@ -46,6 +46,8 @@ class Sites:
         name = where("site", raw, i)
         head = {k: v for k, v in raw.items() if k != "rules"}
         checked = report.validate(SiteConfig, head, locate, name)
+        if checked is not None and checked.telemetry == "raw" and not checked.telemetry_reason:
+            report.error(locate(("telemetry",)), RAW_NEEDS_REASON.format(where=name), RAW_HINT)
         explicit: list[tuple[int, dict[str, Any]]] = []
         rules_raw = raw.get("rules")
         if rules_raw is not None and not isinstance(rules_raw, list):

@@ -19,6 +19,7 @@ The parts: `schema` (the file, its tables and version), `writer`, `outbox`, `ale
 """
 
 from hearthgate.store.alert_log import AlertRow
+from hearthgate.store.erasure import SiteRef, register_eraser, register_site_table
 from hearthgate.store.facade import Store
 from hearthgate.store.outbox import OutboxItem
 from hearthgate.store.readers import read_alerts, read_only, read_state
@@ -30,9 +31,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertRow",
     "OutboxItem",
+    "SiteRef",
     "Store",
     "read_alerts",
     "read_only",
     "read_state",
+    "register_eraser",
+    "register_site_table",
     "storage_failure",
 ]

@@ -11,7 +11,16 @@ from typing import Any
 import aiosqlite
 
 from hearthgate.core.model import AlertTransition, Priority
-from hearthgate.store import alert_log, schema, state, writer
+from hearthgate.store import (
+    alert_log,
+    audit_log,
+    erasure,
+    retention,
+    schema,
+    state,
+    summaries,
+    writer,
+)
 from hearthgate.store.alert_log import AlertRow
 from hearthgate.store.outbox import Outbox, OutboxItem, stored_readings
 from hearthgate.store.writer import Writer
@@ -177,6 +186,43 @@ class Store:
 
     async def alerts(self, limit: int = 1000) -> list[AlertRow]:
         return await alert_log.newest(self._reader, limit)
+
+    # -- summaries, the access trail, erasure and retention (docs/privacy.md) ----------
+
+    async def add_summaries(self, items: Sequence[dict[str, Any]]) -> None:
+        """Keep hourly site summaries (they are also offered to the uplink)."""
+        async def job(db: aiosqlite.Connection) -> None:
+            await summaries.add(db, items)
+
+        await self._writer.write(job, durable=False, defer=True)
+
+    async def add_audit(self, payload: str, at_s: float, keep: int) -> bool:
+        """One `P/audit` record into the local trail (at most `keep`) and the outbox; False
+        when the disk takes no writes."""
+        return await self._outbox.add_audit(payload, at_s, keep)
+
+    async def audit_trail(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return await audit_log.newest(self._reader, limit)
+
+    async def summaries(self, site_id: str) -> list[dict[str, Any]]:
+        return await summaries.of_site(self._reader, site_id)
+
+    async def holds_site(self, site_id: str) -> bool:
+        return await erasure.holds_site(self._reader, site_id)
+
+    async def erase_site(self, site: erasure.SiteRef) -> list[tuple[str, int]]:
+        """Erase everything kept of one site, in one durable transaction; what went."""
+        async def job(db: aiosqlite.Connection) -> list[tuple[str, int]]:
+            return await erasure.erase_site(db, site)
+
+        return list(await self._writer.commit(job, durable=True))
+
+    async def prune(self, cutoffs: dict[str, float], limit: int = 500) -> dict[str, int]:
+        """One bounded pruning pass (retention.py): rows removed per area."""
+        async def job(db: aiosqlite.Connection) -> dict[str, int]:
+            return await retention.prune(db, cutoffs, limit)
+
+        return dict(await self._writer.commit(job, durable=False))
 
     # -- key-value state ------------------------------------------------------
 

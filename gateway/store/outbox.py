@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from hearthgate.core.model import AlertTransition, Priority
-from hearthgate.store import alert_log, state
+from hearthgate.store import alert_log, audit_log, state
 from hearthgate.store.writer import Writer, storage_failure
 
 log = logging.getLogger("hearthgate.store")
@@ -246,6 +246,31 @@ class Outbox:
                 "telemetry buffer full: dropped the %d oldest readings so far",
                 self.telemetry_dropped,
             )
+
+    # -- the access trail (issue 18) ----------------------------------------------------
+
+    async def add_audit(self, payload: str, at_s: float, keep: int) -> bool:
+        """Keep one `P/audit` record in the local trail and in the outbox, durably, in the
+        telemetry class (after every alert) but never dropped with telemetry; False when the
+        disk takes no writes (the caller logs the record instead)."""
+        if self._writer.degraded:
+            return False
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO outbox(priority, kind, readings, payload) VALUES (?, 'audit', 0, ?)",
+                (int(Priority.TELEMETRY), payload),
+            )
+            await audit_log.add(db, at_s, payload, keep)
+
+        try:
+            await self._writer.write(job, durable=True)
+        except Exception as exc:
+            if not storage_failure(exc):
+                raise
+            return False
+        self.added[Priority.TELEMETRY] += 1
+        return True
 
     # -- reading and deleting -----------------------------------------------------------
 

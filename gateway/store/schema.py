@@ -1,7 +1,10 @@
 """The store's file: its name, its tables and the version of their layout.
 
 Three areas: the outbox (what waits for the broker's PUBACK, see outbox.py), the local alert
-log (alert_log.py) and a key-value area for the rules' state and device health (state.py).
+log (alert_log.py) and a key-value area for the rules' state and device health (state.py);
+beside them the hourly site summaries (summaries.py) and the access trail (audit_log.py).
+What is kept per site is erased by `hearthgate forget` (erasure.py); what ages is pruned
+(retention.py).
 `meta` records the layout's version, so that a file written by a newer hearthgate is refused
 rather than misread.
 """
@@ -44,6 +47,19 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_at TEXT
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS summaries (  -- hourly site summaries (summaries.py)
+    site_id TEXT NOT NULL,
+    hour TEXT NOT NULL,            -- ISO 8601 with the gateway's offset
+    hour_s INTEGER NOT NULL,       -- the same, in Unix seconds (for retention)
+    payload TEXT NOT NULL,
+    PRIMARY KEY (site_id, hour)
+);
+CREATE INDEX IF NOT EXISTS summaries_by_time ON summaries (hour_s);
+CREATE TABLE IF NOT EXISTS audit (  -- the local access trail (audit_log.py)
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_s REAL NOT NULL,            -- Unix seconds (for retention)
+    payload TEXT NOT NULL          -- the P/audit record
+);
 """
 
 

@@ -179,3 +179,26 @@ def transition_from_json(d: dict[str, Any]) -> AlertTransition:
         message=d.get("message", ""),
         details=d.get("details", {}),
     )
+
+
+def without_site(state: dict[str, Any], site_id: str) -> tuple[dict[str, Any], int]:
+    """`state` with nothing left of one site (its resident's data was erased), and how many
+    entries went: its open alerts, cooldowns, pending signals, presence and rule states. Its
+    rules then start afresh on restore, as rules whose config changed do."""
+    prefix = f"{site_id}/"
+    out = dict(state)
+    removed = 0
+    alerts = [a for a in state.get("alerts", [])
+              if (a.get("transition") or {}).get("site_id") != site_id
+              and not str(a.get("rule_key", "")).startswith(prefix)]
+    removed += len(state.get("alerts", [])) - len(alerts)
+    out["alerts"] = alerts
+    for key in ("quiet_in", "pending", "rules"):
+        kept = {k: v for k, v in (state.get(key) or {}).items() if not k.startswith(prefix)}
+        removed += len(state.get(key) or {}) - len(kept)
+        out[key] = kept
+    sites = dict(state.get("sites") or {})
+    if sites.pop(site_id, None) is not None:
+        removed += 1
+    out["sites"] = sites
+    return out, removed
