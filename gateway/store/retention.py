@@ -3,7 +3,7 @@
 Each area that ages registers a pruner under the name of its retention setting
 (`observations`, `summaries`, `alerts`, `audit`); a pass removes at most `limit` rows per area,
 so a gateway back after months never stalls its writer on one huge DELETE: the service runs
-passes until nothing is left to prune (gateway/retention_loop.py).
+passes until nothing is left to prune (`Gateway._retention_loop` in gateway/service.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from hearthgate.core.clock import SimulatedClock
 from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import PlatformSubscriber, run_cli
 from tests.faults.faultkit import InProcessGateway
-from tests.privacy.privacykit import DAY_START, P, REASON, play_day, write_config
+from tests.privacy.privacykit import DAY_START, REASON, P, play_day, write_config
 
 
 async def test_a_day_at_each_level(tmp_path: Path, broker: MosquittoBroker,
