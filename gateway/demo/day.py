@@ -78,6 +78,9 @@ def build_config(
             "data_dir": str(work / "data"),
             "language": language,
             "log_level": "warning",
+            # The demo's residents are simulated: showing every reading harms no one.
+            "telemetry": "raw",
+            "telemetry_reason": "demo: simulated residents on simulated devices",
         },
         "uplink": {
             "host": "127.0.0.1",

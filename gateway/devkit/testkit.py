@@ -212,17 +212,20 @@ async def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProc
 def config_head(
     gateway_id: str, data_dir: Path, platform_port: int, home_port: int, *,
     log_level: str | None = None, telemetry_interval: str = "1s",
-    devices_interval: str | None = None,
+    devices_interval: str | None = None, raw_reason: str | None = None,
 ) -> str:
     """The `gateway:`, `uplink:` and `buses:` sections of a test gateway's YAML config: the
     platform's broker and the home's zigbee2mqtt broker (bus `zigbee`), both on loopback.
-    Callers add further buses, then `devices:` and `sites:`."""
+    Callers add further buses, then `devices:` and `sites:`. With `raw_reason`, every site
+    sends every reading (`telemetry: raw`), for tests about raw readings."""
     lines = [
         "gateway:", f"  id: {gateway_id}", "  timezone: Asia/Shanghai", f"  data_dir: {data_dir}",
         "  language: en",
     ]
     if log_level is not None:
         lines.append(f"  log_level: {log_level}")
+    if raw_reason is not None:
+        lines += ["  telemetry: raw", f"  telemetry_reason: {json.dumps(raw_reason)}"]
     lines += [
         "uplink:", "  host: 127.0.0.1", f"  port: {platform_port}", "  topic_prefix: hearthgate",
         "  keepalive: 5s", f"  telemetry_interval: {telemetry_interval}",

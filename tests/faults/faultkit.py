@@ -58,7 +58,8 @@ def write_config(
     )
     path = tmp / "config.yaml"
     path.write_text(
-        config_head(GW, data_dir or tmp / "data", platform.port, local.port, log_level=log_level)
+        config_head(GW, data_dir or tmp / "data", platform.port, local.port, log_level=log_level,
+                    raw_reason="fault tests count raw readings")
         + f"""{extra_buses}devices:
 {devices}
 {extra_devices}sites:

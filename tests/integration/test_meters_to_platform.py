@@ -53,7 +53,8 @@ def config(tmp_path: Path, broker: MosquittoBroker, port: str) -> Path:
         for d, (p, addr, site) in METERS.items()
     )
     path = tmp_path / "config.yaml"
-    path.write_text(f"""gateway: {{id: gw-meters-01, data_dir: {tmp_path / "data"}, language: en}}
+    path.write_text(f"""gateway: {{id: gw-meters-01, data_dir: {tmp_path / "data"}, language: en,
+  telemetry: raw, telemetry_reason: "meter readings end to end"}}
 uplink: {{host: 127.0.0.1, port: {broker.port}, telemetry_interval: 1s, devices_interval: 1s}}
 buses:
   - {{id: rs485-1, type: serial, port: {port}, baudrate: 9600, parity: N, timeout: 300ms}}
@@ -120,7 +121,8 @@ async def test_sdm120_on_pymodbus_server_reaches_telemetry(tmp_path, broker):
                                              import_kwh=1234.5)])
     task = asyncio.create_task(sim.run())
     path = tmp_path / "config.yaml"
-    path.write_text(f"""gateway: {{id: gw-meters-01, data_dir: {tmp_path / "data"}, language: en}}
+    path.write_text(f"""gateway: {{id: gw-meters-01, data_dir: {tmp_path / "data"}, language: en,
+  telemetry: raw, telemetry_reason: "meter readings end to end"}}
 uplink: {{host: 127.0.0.1, port: {broker.port}, telemetry_interval: 1s}}
 buses:
   - {{id: rs485-2, type: serial, port: {link.path}, baudrate: 9600, parity: N, timeout: 300ms}}

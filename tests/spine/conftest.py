@@ -27,7 +27,8 @@ def write_config(tmp: Path, platform: MosquittoBroker, local: MosquittoBroker,
     )
     path = tmp / "config.yaml"
     path.write_text(
-        config_head(GW, tmp / "data", platform.port, local.port, devices_interval="1s")
+        config_head(GW, tmp / "data", platform.port, local.port, devices_interval="1s",
+                    raw_reason="tests of raw readings")
         + f"""devices:
 {devices}
 sites:
