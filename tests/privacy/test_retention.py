@@ -73,13 +73,15 @@ sites:
     assert run_check(path) == 2
 
 
-def test_bad_privacy_keys_report_lines(tmp_path: Path, capsys) -> None:
-    from hearthgate.check import run_check
+def test_bad_privacy_keys_report_lines(tmp_path: Path) -> None:
+    import subprocess
+    import sys
 
     path = tmp_path / "bad.yaml"
     path.write_text("gateway:\n  id: gw-ret\n  retention: {summaries: soon}\n"
                     "uplink: {host: 127.0.0.1}\n")
-    assert run_check(path) == 2
-    captured = capsys.readouterr()
-    err = captured.out + captured.err
-    assert f"{path}:3:" in err and "error" in err and "Traceback" not in err
+    out = subprocess.run([sys.executable, "-m", "hearthgate", "check", "-c", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert f"{path}:3:26: error: gateway: retention.summaries" in out.stderr
+    assert "Traceback" not in out.stderr
