@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from hearthgate.core.clock import Clock, SystemClock
 from hearthgate.core.model import AlertTransition, Instant, Observation, Priority, isoformat
 from hearthgate.drivers.base import DriverContext
 from hearthgate.engine_builder import build_engine
+from hearthgate.fleet_health import FleetHealth
 from hearthgate.health import DeviceHealth
 from hearthgate.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
 from hearthgate.rules.engine import UnknownAlert
 from hearthgate.sdnotify import SystemdNotifier
+from hearthgate.state_carry import carry_state
 from hearthgate.store import Store
 from hearthgate.supervisor import Supervisor
 from hearthgate.telemetry import TelemetryBatcher
@@ -84,6 +87,11 @@ class Gateway:
             `SimulatedClock` or a scaled one.
         data_dir: where the SQLite store and the live device file go (default
             `gateway.data_dir` of the config).
+        commands: further downlink commands by name (`config`, `logs`, `restart` from
+            `hearthgate.runner`), each `await handler(body)`; dispatched by `_command`.
+        carry_from: the config the stored rule state was saved under, when it differs
+            (a pushed config): unchanged rules carry on (`hearthgate.state_carry`).
+        config_hash: the running config file's hash, for `P/status`.
 
     Raises:
         ExceptionGroup: from `run`, holding `EssentialTaskFailed`, when an essential task crashed.
@@ -91,9 +99,14 @@ class Gateway:
     """
 
     def __init__(
-        self, config: GatewayConfig, *, clock: Clock | None = None, data_dir: Path | None = None
+        self, config: GatewayConfig, *, clock: Clock | None = None, data_dir: Path | None = None,
+        commands: Mapping[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None,
+        carry_from: GatewayConfig | None = None, config_hash: str | None = None,
     ) -> None:
         self.config = config
+        self.commands = dict(commands or {})
+        self.carry_from = carry_from
+        self.config_hash = config_hash
         self.clock: Clock = clock or SystemClock()
         self.data_dir = data_dir or config.gateway.data_dir
         self.tz = config.gateway.tz
@@ -111,6 +124,7 @@ class Gateway:
         self.store: Store | None = None
         self.uplink: Uplink | None = None
         self.supervisor: Supervisor | None = None
+        self.fleet_health: FleetHealth | None = None
         self._engine_lock = asyncio.Lock()
         self._last_state_save = 0.0
         self._live_devices = runtime_dir(config, self.data_dir) / DEVICES_FILE
@@ -133,6 +147,10 @@ class Gateway:
                 self.config, store, self._command, password=uplink_password(self.config)
             )
             self.uplink = uplink
+            health = FleetHealth(store, self.data_dir, self.config_hash or "unknown",
+                                 self.config.uplink.status_interval)
+            self.fleet_health = health
+            uplink.status_fields = health.fields  # the first `online` already carries them
             async with asyncio.TaskGroup() as tg:
                 sup = Supervisor(tg)
                 self.supervisor = sup
@@ -141,6 +159,7 @@ class Gateway:
                 sup.start("rules", self._rules_loop, essential=True)
                 sup.start("uplink", uplink.run)
                 sup.start("telemetry", self._telemetry_loop)
+                sup.start("status", lambda: health.run(uplink))
                 driver_tasks = self._start_drivers(sup)
                 self._start_extras(sup)
                 self.ready.set()
@@ -159,6 +178,8 @@ class Gateway:
         now = self.clock.now()
         state = await store.get_state("engine")
         if isinstance(state, dict):
+            if self.carry_from is not None:
+                state = carry_state(state, self.carry_from, self.config)
             self.engine.restore(state, now)
             log.info("restored rule state: %d open alerts", len(self.engine.open))
 
@@ -405,4 +426,7 @@ class Gateway:
                     await self.store.put_state("engine", self.engine.snapshot(now), durable=True)
             log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert_id": alert_id})
             return {"alert_id": alert_id}
+        handler = self.commands.get(name)
+        if handler is not None:
+            return await handler(body)
         raise CommandError(f"unknown command '{name}'")

@@ -33,10 +33,13 @@ from hearthgate.config import GatewayConfig
 from hearthgate.core.model import Priority, isoformat, utc_now
 from hearthgate.core.mqtt_socket import NO_DELAY
 from hearthgate.store import OutboxItem, Store
+from hearthgate.version import BUILD
 
 log = logging.getLogger("hearthgate.uplink")
 
 MAX_COMMAND_BYTES = 64 * 1024
+# A config push carries a whole file (up to 256 KiB, hearthgate.config_push), JSON-escaped.
+MAX_CONFIG_COMMAND_BYTES = 2 * 1024 * 1024
 PUBACK_TIMEOUT = 10.0
 ALERT_WINDOW = 100
 TELEMETRY_WINDOW = 8
@@ -67,7 +70,12 @@ def result_bytes(result: dict[str, Any]) -> bytes:
 
 
 class CommandError(Exception):
-    """A downlink command that cannot be carried out; its message goes back to the platform."""
+    """A downlink command that cannot be carried out; its message goes back to the platform,
+    with `fields` (JSON-able) beside it in the result."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 @dataclass
@@ -126,6 +134,8 @@ class Uplink:
         self._deleting: set[asyncio.Task[None]] = set()
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
+        # Set by the service: the health fields P/status carries while online.
+        self.status_fields: Callable[[], dict[str, Any]] | None = None
 
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}/{suffix}"
@@ -153,14 +163,33 @@ class Uplink:
     # -- the connection loop ----------------------------------------------------
 
     def _status(self, state: str) -> str:
-        return json.dumps(
-            {
-                "schema": "hearthgate.status/1",
-                "state": state,
-                "version": __version__,
-                "ts": isoformat(utc_now(), self.tz),
-            }
-        )
+        status: dict[str, Any] = {"schema": "hearthgate.status/1", "state": state,
+                                  "version": __version__, "build": BUILD.as_dict()}
+        if state == "online" and self.status_fields is not None:
+            status.update(self.status_fields())
+        status["ts"] = isoformat(utc_now(), self.tz)
+        return json.dumps(status, ensure_ascii=False)
+
+    async def publish_status(self) -> bool:
+        """Republish the retained `online` status with fresh health fields, if connected."""
+        return await self._publish_now(self.topic("status"), self._status("online"), retain=True)
+
+    async def publish_result(self, result: dict[str, Any]) -> bool:
+        """Publish a `P/cmd/result` the platform did not just ask for (a later step of a
+        command, e.g. a config push confirmed or rolled back), if connected."""
+        body = {"schema": "hearthgate.cmd_result/1", **result}
+        return await self._publish_now(self.topic("cmd/result"), result_bytes(body))
+
+    async def _publish_now(self, topic: str, payload: str | bytes, retain: bool = False) -> bool:
+        client = self._client
+        if client is None or not self.stats.connected:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=PUBACK_TIMEOUT)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("could not publish %s: %s", topic.rsplit("/", 2)[-1], exc)
+            return False
+        return True
 
     def _make_client(self) -> aiomqtt.Client:
         up = self.config.uplink
@@ -367,8 +396,9 @@ class Uplink:
         try:
             if not isinstance(raw, bytes | bytearray):
                 raw = b"" if raw is None else str(raw).encode()
-            if len(raw) > MAX_COMMAND_BYTES:
-                raise CommandError(f"command larger than {MAX_COMMAND_BYTES} bytes")
+            limit = MAX_CONFIG_COMMAND_BYTES if name == "config" else MAX_COMMAND_BYTES
+            if len(raw) > limit:
+                raise CommandError(f"command larger than {limit} bytes")
             try:
                 body = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -386,7 +416,7 @@ class Uplink:
         except CommandError as exc:
             self.stats.bad_commands += 1
             log.warning("bad command %s: %s", name, exc)
-            result = {"ok": False, "error": str(exc)}
+            result = {**exc.fields, "ok": False, "error": str(exc)}
         except Exception as exc:  # a bug must not take the downlink down
             self.stats.bad_commands += 1
             log.exception("command %s failed", name)
