@@ -34,9 +34,6 @@ CONTRACT_PLACES = (
 PLANNED_TOPICS = {
     "audit": "issue 18 (privacy: the access trail)",
     "cmd/receipt": "issue 12 (delivery: end-to-end receipts)",
-    "cmd/config": "issue 15 (fleet: config push)",
-    "cmd/logs": "issue 15 (fleet: log fetch)",
-    "cmd/restart": "issue 15 (fleet: restart)",
 }
 PLANNED_ALERT_TYPES = {
     "smoke": "issue 11 (hazard sensors)",

@@ -114,7 +114,7 @@ def expected_install_actions(prefix: str = "/opt/hearthgate") -> list[str]:
         lines += [f"install /opt/hearthgate/docs/{d} (0644 root:root)"
                   for d in sorted(docs, key=lambda n: (not n.endswith(".md"), n))]
     lines += [
-        "create directory /etc/hearthgate (0750 root:hearthgate)",
+        "create directory /etc/hearthgate (0770 root:hearthgate)",
         "create /etc/hearthgate/config.yaml from EXAMPLE (0640 root:hearthgate)",
         "create /etc/hearthgate/secrets.yaml placeholder (0640 root:hearthgate)",
         "create directory /var/lib/hearthgate (0750 hearthgate:hearthgate)",
