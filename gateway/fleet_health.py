@@ -1,6 +1,6 @@
 """The health fields of `P/status`: what a fleet dashboard needs to see of each gateway.
 
-`FleetHealth.fields()` is the dict merged into the retained `online` status (contract §3):
+`FleetHealth.fields()` is the dict merged into the retained `online` status (docs/mqtt-api.md):
 `uptime_s`, `config_hash`, `outbox` (transitions and batches waiting, per class),
 `disk_free_mb` (where the store lives), `clock_synced` (NTP, None when it cannot be
 told) and `store_degraded`. `run()` refreshes them every few seconds and republishes the

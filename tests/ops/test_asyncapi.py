@@ -50,6 +50,9 @@ FALLBACK_TOPICS = {
     "devices": ("up", {1}, True),
     "cmd/ack": ("down", {1}, False),
     "cmd/ping": ("down", {1}, False),
+    "cmd/config": ("down", {1}, False),
+    "cmd/logs": ("down", {1}, False),
+    "cmd/restart": ("down", {1}, False),
     "cmd/result": ("up", {1}, False),
 }
 FALLBACK_ALERT_FIELDS = [
