@@ -1,3 +1,5 @@
 """hearthgate: an edge gateway for elderly care."""
 
-__version__ = "0.1.0"
+from hearthgate.version import BUILD
+
+__version__ = BUILD.version

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hearthgate import __version__
+from hearthgate.version import BUILD
 
 if TYPE_CHECKING:
     from hearthgate.config import GatewayConfig
@@ -43,12 +43,18 @@ def _load(path: str, warnings: list[str] | None = None) -> GatewayConfig | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hearthgate.runner import roll_back_unloadable
+
+    # A pushed config on probation that no longer loads: back to the previous one first.
+    rolled_back = roll_back_unloadable(Path(args.config))
     warnings: list[str] = []
     config = _load(args.config, warnings)
     if config is None:
         return EXIT_CONFIG
     from hearthgate.journal_logging import add_secret
-    from hearthgate.service import Gateway, uplink_password
+    from hearthgate.log_ring import LogRing
+    from hearthgate.runner import GatewayRunner
+    from hearthgate.service import uplink_password
 
     try:
         add_secret(uplink_password(config))
@@ -59,23 +65,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         secret = getattr(bus.options, "password", None)
         add_secret(secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret)
     _setup_logging(args.log_level or config.gateway.log_level)
+    # The newest lines in memory, redacted, for P/cmd/logs.
+    ring = LogRing()
+    logging.getLogger().addHandler(ring)
     for warning in warnings:
         log.warning("%s", warning)
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        gateway = Gateway(config, data_dir=Path(args.data_dir) if args.data_dir else None)
-        await gateway.run(stop)
+        runner = GatewayRunner(
+            Path(args.config), data_dir=Path(args.data_dir) if args.data_dir else None,
+            ring=ring, rolled_back=rolled_back,
+        )
+        return await runner.run(stop)
 
     try:
-        asyncio.run(main())
+        return asyncio.run(main())
     except Exception:
         log.critical("hearthgate stopped on a fatal error", exc_info=True)
         return EXIT_FATAL
-    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -134,11 +145,20 @@ def cmd_forget(args: argparse.Namespace) -> int:
                       data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: argparse's own action wraps the line at the terminal's width."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(BUILD.describe())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearthgate", description="Edge gateway for elderly care: sensors in, alerts out."
     )
-    parser.add_argument("--version", action="version", version=f"hearthgate {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version and the build (tag, commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ from hearthgate.core.clock import Clock, SystemClock
 from hearthgate.core.model import AlertTransition, Instant, Observation, Priority, isoformat
 from hearthgate.drivers.base import DriverContext
 from hearthgate.engine_builder import build_engine
+from hearthgate.fleet_health import FleetHealth
 from hearthgate.health import DeviceHealth
 from hearthgate.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
 from hearthgate.rules.engine import UnknownAlert
 from hearthgate.sdnotify import SystemdNotifier
+from hearthgate.state_carry import carry_state
 from hearthgate.store import Store
 from hearthgate.supervisor import Supervisor
 from hearthgate.telemetry import TelemetryBatcher
@@ -90,6 +93,11 @@ class Gateway:
             `SimulatedClock` or a scaled one.
         data_dir: where the SQLite store and the live device file go (default
             `gateway.data_dir` of the config).
+        commands: further downlink commands by name (`config`, `logs`, `restart` from
+            `hearthgate.runner`), each `await handler(body)`; dispatched by `_command`.
+        carry_from: the config the stored rule state was saved under, when it differs
+            (a pushed config): unchanged rules carry on (`hearthgate.state_carry`).
+        config_hash: the running config file's hash, for `P/status`.
 
     Raises:
         ExceptionGroup: from `run`, holding `EssentialTaskFailed`, when an essential task crashed.
@@ -97,9 +105,14 @@ class Gateway:
     """
 
     def __init__(
-        self, config: GatewayConfig, *, clock: Clock | None = None, data_dir: Path | None = None
+        self, config: GatewayConfig, *, clock: Clock | None = None, data_dir: Path | None = None,
+        commands: Mapping[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None,
+        carry_from: GatewayConfig | None = None, config_hash: str | None = None,
     ) -> None:
         self.config = config
+        self.commands = dict(commands or {})
+        self.carry_from = carry_from
+        self.config_hash = config_hash
         self.clock: Clock = clock or SystemClock()
         self.data_dir = data_dir or config.gateway.data_dir
         self.tz = config.gateway.tz
@@ -125,6 +138,7 @@ class Gateway:
         self.uplink: Uplink | None = None
         self.audit: AuditTrail | None = None
         self.supervisor: Supervisor | None = None
+        self.fleet_health: FleetHealth | None = None
         self._engine_lock = asyncio.Lock()
         self._last_state_save = 0.0
         self._live_devices = runtime_dir(config, self.data_dir) / DEVICES_FILE
@@ -149,10 +163,15 @@ class Gateway:
             )
             self.uplink = uplink
             self.audit = self._trail(store, uplink.wake)
-            uplink.status_fields["telemetry"] = self._telemetry_status()
+            telemetry_status = {"telemetry": self._telemetry_status()}
+            uplink.status_parts.append(lambda: telemetry_status)
             for site_id, reason in self.config.raw_reasons().items():
                 log.warning("site %s sends every reading to the platform (telemetry: raw): %s",
                             site_id, reason)
+            health = FleetHealth(store, self.data_dir, self.config_hash or "unknown",
+                                 self.config.uplink.status_interval)
+            self.fleet_health = health
+            uplink.status_parts.append(health.fields)  # the first `online` carries them
             async with asyncio.TaskGroup() as tg:
                 sup = Supervisor(tg)
                 self.supervisor = sup
@@ -164,6 +183,7 @@ class Gateway:
                 sup.start("retention", self._retention_loop)
                 sup.start("control", lambda: serve_control(
                     runtime_dir(self.config, self.data_dir) / CONTROL_SOCKET, self._local))
+                sup.start("status", lambda: health.run(uplink))
                 driver_tasks = self._start_drivers(sup)
                 self._start_extras(sup)
                 self.ready.set()
@@ -182,6 +202,8 @@ class Gateway:
         now = self.clock.now()
         state = await store.get_state("engine")
         if isinstance(state, dict):
+            if self.carry_from is not None:
+                state = carry_state(state, self.carry_from, self.config)
             self.engine.restore(state, now)
             log.info("restored rule state: %d open alerts", len(self.engine.open))
 
@@ -524,6 +546,9 @@ class Gateway:
                 raise CommandError("'by' must be a string")
             await self._ack(alert_id, by or "platform")
             return {"alert_id": alert_id}
+        handler = self.commands.get(name)
+        if handler is not None:
+            return await handler(body)
         raise CommandError(f"unknown command '{name}'")
 
     async def _ack(self, alert_id: Any, by: str) -> None:

@@ -33,10 +33,13 @@ from hearthgate.config import GatewayConfig
 from hearthgate.core.model import Priority, isoformat, utc_now
 from hearthgate.core.mqtt_socket import NO_DELAY
 from hearthgate.store import OutboxItem, Store
+from hearthgate.version import BUILD
 
 log = logging.getLogger("hearthgate.uplink")
 
 MAX_COMMAND_BYTES = 64 * 1024
+# A config push carries a whole file (up to 256 KiB, hearthgate.config_push), JSON-escaped.
+MAX_CONFIG_COMMAND_BYTES = 2 * 1024 * 1024
 PUBACK_TIMEOUT = 10.0
 ALERT_WINDOW = 100
 TELEMETRY_WINDOW = 8
@@ -70,7 +73,12 @@ def result_bytes(result: dict[str, Any]) -> bytes:
 
 
 class CommandError(Exception):
-    """A downlink command that cannot be carried out; its message goes back to the platform."""
+    """A downlink command that cannot be carried out; its message goes back to the platform,
+    with `fields` (JSON-able) beside it in the result."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 @dataclass
@@ -122,8 +130,9 @@ class Uplink:
         self.on_command = on_command
         # A command refused before `on_command` saw it (not JSON, too big): for the trail.
         self.on_refused = on_refused
-        # Extra fields of the `online` status (the telemetry levels and raw reasons).
-        self.status_fields: dict[str, Any] = {}
+        # What the `online` status carries beyond state and version: each part returns a
+        # dict merged in order (fleet health, telemetry levels, coverage).
+        self.status_parts: list[Callable[[], dict[str, Any]]] = []
         self.prefix = f"{config.uplink.topic_prefix}/{config.gateway.id}"
         self.tz = config.gateway.tz
         self._password = password
@@ -163,15 +172,34 @@ class Uplink:
     # -- the connection loop ----------------------------------------------------
 
     def _status(self, state: str) -> str:
-        return json.dumps(
-            {
-                "schema": "hearthgate.status/1",
-                "state": state,
-                "version": __version__,
-                "ts": isoformat(utc_now(), self.tz),
-                **(self.status_fields if state == "online" else {}),
-            }
-        )
+        status: dict[str, Any] = {"schema": "hearthgate.status/1", "state": state,
+                                  "version": __version__, "build": BUILD.as_dict()}
+        if state == "online":
+            for part in self.status_parts:
+                status.update(part())
+        status["ts"] = isoformat(utc_now(), self.tz)
+        return json.dumps(status, ensure_ascii=False)
+
+    async def publish_status(self) -> bool:
+        """Republish the retained `online` status with fresh health fields, if connected."""
+        return await self._publish_now(self.topic("status"), self._status("online"), retain=True)
+
+    async def publish_result(self, result: dict[str, Any]) -> bool:
+        """Publish a `P/cmd/result` the platform did not just ask for (a later step of a
+        command, e.g. a config push confirmed or rolled back), if connected."""
+        body = {"schema": "hearthgate.cmd_result/1", **result}
+        return await self._publish_now(self.topic("cmd/result"), result_bytes(body))
+
+    async def _publish_now(self, topic: str, payload: str | bytes, retain: bool = False) -> bool:
+        client = self._client
+        if client is None or not self.stats.connected:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=PUBACK_TIMEOUT)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("could not publish %s: %s", topic.rsplit("/", 2)[-1], exc)
+            return False
+        return True
 
     def _make_client(self) -> aiomqtt.Client:
         up = self.config.uplink
@@ -379,8 +407,9 @@ class Uplink:
         try:
             if not isinstance(raw, bytes | bytearray):
                 raw = b"" if raw is None else str(raw).encode()
-            if len(raw) > MAX_COMMAND_BYTES:
-                raise CommandError(f"command larger than {MAX_COMMAND_BYTES} bytes")
+            limit = MAX_CONFIG_COMMAND_BYTES if name == "config" else MAX_COMMAND_BYTES
+            if len(raw) > limit:
+                raise CommandError(f"command larger than {limit} bytes")
             try:
                 body = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -399,7 +428,7 @@ class Uplink:
         except CommandError as exc:
             self.stats.bad_commands += 1
             log.warning("bad command %s: %s", name, exc)
-            result = {"ok": False, "error": str(exc)}
+            result = {**exc.fields, "ok": False, "error": str(exc)}
             if not handled and self.on_refused is not None:
                 await self.on_refused(name, str(exc))
         except Exception as exc:  # a bug must not take the downlink down

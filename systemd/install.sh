@@ -234,7 +234,8 @@ source_hash() {
 }
 
 source_version() {
-    sed -n 's/^version *= *"\(.*\)"/\1/p' "$SRC/pyproject.toml" | head -n1
+    # The version comes from git tags (setuptools-scm); without git, say so.
+    git -C "$SRC" describe --tags --always 2>/dev/null || echo "from source"
 }
 
 pip_install() { # VENV HASH
@@ -413,7 +414,7 @@ cmd_install() {
     ((ACTIONS == before)) || code_changed=1
     ensure_command_link
     ensure_docs
-    ensure_dir "$CONF_DIR" 0750 root "$SERVICE_USER"
+    ensure_dir "$CONF_DIR" 0770 root "$SERVICE_USER"
     ensure_config
     ensure_dir "$STATE_DIR" 0750 "$SERVICE_USER" "$SERVICE_USER"
     before=$ACTIONS

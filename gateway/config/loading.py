@@ -44,6 +44,8 @@ class LoadResult:
 
     config: GatewayConfig
     warnings: list[ConfigProblem] = field(default_factory=list)
+    # Every secret value it read (`!secret`, password files), so the service never logs one.
+    secrets: list[str] = field(default_factory=list)
 
 
 def load(path: Path, registry: Registry = STANDARD) -> LoadResult:
@@ -127,7 +129,7 @@ class _Validator:
         if report.problems or config is None:
             raise ConfigError(finish(report.problems, self.secrets))
         warnings = review(config, self.file, self.smap, self.sites.origins)
-        return LoadResult(config, finish(warnings, self.secrets))
+        return LoadResult(config, finish(warnings, self.secrets), list(self.secrets))
 
     def _run(self, data: Any, source: Path | None) -> GatewayConfig | None:
         report = self.report

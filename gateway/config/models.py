@@ -105,6 +105,14 @@ class UplinkSection(Section):
     telemetry_qos: Literal[0, 1] = 1
     telemetry_interval: Duration = 10.0  # how long readings are gathered into one message
     devices_interval: Duration = 60.0  # how often P/devices is refreshed at the least
+    # HMAC-SHA256 key for config pushes on P/cmd/config (docs/operations.md); without it
+    # every push is refused. Write it as `!secret config_key`.
+    config_key: SecretStr | None = None
+    # After a pushed config is applied, how long the uplink has to come back on it before
+    # the gateway goes back to the previous config by itself.
+    config_rollback_after: Duration = Field(default=120.0, gt=0, le=3600)
+    # P/status with the health fields is republished at least this often while online.
+    status_interval: Duration = Field(default=300.0, gt=0, le=86400)
 
     @property
     def effective_port(self) -> int:
