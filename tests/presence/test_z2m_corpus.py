@@ -130,7 +130,8 @@ async def test_every_corpus_model_end_to_end(broker: MosquittoBroker,
             level = {}
             for d in watched:
                 name = slug(d["model"])
-                level[name] = "presence" if "presence" in cached.cache.get(name, {}) else "occupancy"
+                radar = "presence" in cached.cache.get(name, {})
+                level[name] = "presence" if radar else "occupancy"
                 msg = cached.message(name, {level[name]: True})
                 await publish(f"zigbee2mqtt/{name}", json.dumps(msg).encode(), False)
             sent += len(watched)
