@@ -83,6 +83,9 @@ class Zigbee2MqttPublisher:
                 await self.state(action.device, fields, action.step.repeats or self.repeats)
             case "motion":
                 await self.state(action.device, {"occupancy": True, "tamper": False})
+                # zigbee2mqtt clears occupancy after its timeout (90 s on Aqara); the next
+                # detection is then news. In a scenario's time that timeout has passed.
+                await self.state(action.device, {"occupancy": False})
             case "no_motion":
                 await self.state(action.device, {"occupancy": False})
             case "door_open":
