@@ -95,6 +95,10 @@ class DriverContext:
             )
         self.emit(device, "alive", reachable, attrs={"reason": reason} if reason else None)
 
+    def reachable(self, device: DeviceConfig) -> bool | None:
+        """What this driver last reported of the device (None: nothing yet)."""
+        return self._reachable.get(device.id)
+
     def error_count(self, device_id: str | None = None) -> int:
         if device_id is None:
             return sum(self.errors.values())

@@ -54,6 +54,8 @@ class MqttBus:
         self.options: MqttBusOptions = config.options  # type: ignore[assignment]
         self.ctx = ctx
         self.handlers: list[tuple[str, Handler]] = []
+        # Larger limits for the few topics that need them (zigbee2mqtt's bridge/devices).
+        self._limits: dict[str, int] = {}
         # Most filters are exact device topics: a dict finds their handlers in one step
         # instead of matching every filter of every device against every message.
         self._exact: dict[str, list[tuple[str, Handler]]] = {}
@@ -61,8 +63,11 @@ class MqttBus:
         self.connected = asyncio.Event()
         self.messages = 0
 
-    def subscribe(self, topic_filter: str, handler: Handler) -> None:
+    def subscribe(self, topic_filter: str, handler: Handler, *, max_payload: int = MAX_PAYLOAD
+                  ) -> None:
         self.handlers.append((topic_filter, handler))
+        if max_payload != MAX_PAYLOAD:
+            self._limits[topic_filter] = max(max_payload, self._limits.get(topic_filter, 0))
         if "+" in topic_filter or "#" in topic_filter:
             self._wildcard.append((topic_filter, handler))
         else:
@@ -76,7 +81,7 @@ class MqttBus:
 
     def dispatch(self, topic: str, payload: bytes) -> None:
         self.messages += 1
-        if len(payload) > MAX_PAYLOAD:
+        if len(payload) > self._limits.get(topic, MAX_PAYLOAD):
             self.ctx.frame_error(None, "payload_too_large", payload[:64], topic)
             return
         for topic_filter, handler in self._handlers_for(topic):

@@ -1,20 +1,25 @@
-"""zigbee2mqtt devices on an `mqtt` bus: motion sensors, door contacts, SOS buttons.
+"""zigbee2mqtt devices on an `mqtt` bus: buttons, motion and presence, doors, falls, hazards.
 
-`decode_message` is the sans-I/O part: a zigbee2mqtt JSON state payload in, normalized
-(metric, value, attrs) readings out, plus the problems found, by a per-model table in the
-spirit of zigbee-herdsman-converters. `Zigbee2MqttDriver` subscribes to each device's
-topic and its retained `<topic>/availability`, decodes and emits.
+`decode_message` is the sans-I/O part: a zigbee2mqtt JSON state payload in, the fields the
+gateway understands out (`occupancy`, `presence`, `contact`, `action`, `tamper`, `battery`,
+`battery_low`, `water_leak`, `smoke`, `gas`, `carbon_monoxide`, the fall and movement
+enums), read by zigbee2mqtt's standard expose names, so any model zigbee2mqtt supports works
+without an entry here. `MODELS` keeps only the exceptions, keyed by zigbee2mqtt's exact
+model strings (`definition.model` in bridge/devices); `MODEL_ALIASES` takes the names
+installers use for them. An installer describes anything else with a device's `mapping:`.
 
-The table (`MODELS`) maps a model to the `action` values that mean SOS (or a fall) and
-to extra payload fields. Every model also reads the common fields: `occupancy` →
-`motion`, `contact` → `door_open` (zigbee2mqtt's `contact: true` means CLOSED),
-`tamper`, `battery` → `battery_pct`, `battery_low`, `linkquality`. An installer extends
-the table in YAML, without code, with a device's `mapping:` (see docs/devices.md).
+`Zigbee2MqttDriver` subscribes to each device's topic and `<topic>/availability`, and to
+its bridge's `bridge/state` (zigbee2mqtt's Last Will) and `bridge/devices`. It turns levels
+into news: with zigbee2mqtt's `cache_state` (on by default) every message repeats every
+last-known field, so `occupancy: true` counts as `motion` only when it was not already
+true, and a state (door, presence, hazard, fall) is reported when it changes. `action` is
+never cached by zigbee2mqtt: on an `sos_button` every action that is a press is an `sos`.
 
-Bad input is never a crash: a payload that is not a JSON object is skipped whole; a
-field of the wrong type or with an absurd value (battery 250, linkquality -3) is skipped
-alone, so an SOS in the same message still counts; each is counted through
-`ctx.frame_error`. A field nobody mapped is counted once per device and field name.
+Bad input is never a crash: a payload that is not a JSON object is skipped whole; a field
+of the wrong type or with an absurd value is skipped alone, so an SOS in the same message
+still counts; each is counted through `ctx.frame_error`. A field nobody mapped is counted
+once per device and field name; an `action` value never seen is counted and logged once
+at warning — and still raises on an `sos_button`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ from pydantic import Field, field_validator, model_validator
 from hearthgate.core.durations import Duration
 from hearthgate.core.options import Options
 from hearthgate.drivers.base import ProtocolSpec
+from hearthgate.drivers.zigbee2mqtt_bridge import (
+    MAX_BRIDGE_DEVICES_BYTES,
+    BridgeDevice,
+    BridgeError,
+    contradiction,
+    parse_bridge_devices,
+    parse_bridge_state,
+)
 
 if TYPE_CHECKING:
     from hearthgate.core.options import DeviceConfig
@@ -39,9 +52,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("hearthgate.drivers.zigbee2mqtt")
 
 # A bool metric that describes a lasting state is reported when it changes; a reading
-# that is news every time (motion seen, a battery level) is reported every time.
-STATE_METRICS = frozenset({"door_open", "tamper", "battery_low", "power_fault", "valve_open"})
+# that is news every time (a battery level) is reported every time.
+STATE_METRICS = frozenset({
+    "door_open", "tamper", "battery_low", "power_fault", "valve_open", "presence",
+    "smoke", "gas", "carbon_monoxide", "water_leak",
+})
+# Levels whose rising edge is the news: a new detection, a fall, an IAS SOS zone alarm.
+EDGE_METRICS = {"occupancy": "motion", "moving": "motion", "fall": "fall", "sos_alarm": "sos"}
 _MAX_UNKNOWN_FIELDS = 64
+_MAX_UNKNOWN_ACTIONS = 32
+
+# `action` values that end a press already counted (the release after `hold`, the stop
+# after `brightness_move_up`), and the empty action old zigbee2mqtt versions sent after
+# every press. Every other action on an sos_button is a press.
+NOT_A_PRESS = frozenset({"", "release", "stop", "brightness_stop", "hold_release"})
+_NOT_A_PRESS_SUFFIXES = ("_release", "_stop")
+# Actions zigbee2mqtt's converters send for presses (from the corpus and the common
+# buttons); an sos_button's action outside these and its bridge's exposes is news.
+KNOWN_PRESSES = frozenset({
+    "single", "double", "triple", "quadruple", "many", "hold", "long", "press", "pressed",
+    "emergency", "sos", "panic", "on", "off", "toggle", "shake", "brightness_move_up",
+    "brightness_move_down", "brightness_step_up", "brightness_step_down", "arrow_left_click",
+    "arrow_right_click", "recall_1", "1_single", "1_double", "1_hold", "single_left",
+    "single_right", "long_press", "double_press", "short_press",
+})
+
+
+def is_press(action: str) -> bool:
+    """Whether an `action` value is someone pressing (not the end of a press)."""
+    return action not in NOT_A_PRESS and not action.endswith(_NOT_A_PRESS_SUFFIXES)
 
 
 class Z2MPayloadError(ValueError):
@@ -56,7 +95,8 @@ class FieldMap(Options):
     type: Literal["bool", "number", "text"] | None = None
     invert: bool = False  # for booleans: report the opposite (contact true = door closed)
     # For text values: which text means what (`{"ON": true, "OFF": false}`).
-    values: dict[str, bool | float | str] | None = None
+    # `null` marks a value that says nothing either way (a radar's `unknown`).
+    values: dict[str, bool | float | str | None] | None = None
     min: float | None = None  # numbers outside [min, max] are absurd and skipped
     max: float | None = None
 
@@ -104,14 +144,35 @@ class ModelMap:
         )
 
 
+_FALL = {"fall": True, "fall_alarm": True, "fallen": True, "normal": False, "none": False,
+         "no_fall": False, "unknown": None,
+         # A radar's "maybe" is followed within seconds by its verdict; alarming on it
+         # would raise for every time someone sits down quickly.
+         "fall_warning": False, "maybe_fall": False}
+_MOVING = {"movement": True, "moving": True, "move": True, "large": True, "small": True,
+           "medium": True, "no_movement": False, "none": False, "static": False,
+           "stationary": False, "still": False, "no_presence": False, "presence": False,
+           "unknown_0": None, "unknown_1": None}
+
+# zigbee2mqtt's standard expose names, the same for every model.
 COMMON_FIELDS: dict[str, FieldMap] = {
-    "occupancy": FieldMap(metric="motion"),
-    "presence": FieldMap(metric="motion"),
+    "occupancy": FieldMap(metric="occupancy"),
+    "presence": FieldMap(metric="presence"),
     "contact": FieldMap(metric="door_open", invert=True),
     "tamper": FieldMap(metric="tamper"),
     "battery": FieldMap(metric="battery_pct", min=0, max=100),
     "battery_low": FieldMap(metric="battery_low"),
     "linkquality": FieldMap(metric="linkquality", min=0, max=255),
+    "smoke": FieldMap(metric="smoke"),
+    "gas": FieldMap(metric="gas"),
+    "carbon_monoxide": FieldMap(metric="carbon_monoxide"),
+    "water_leak": FieldMap(metric="water_leak"),
+    "sos": FieldMap(metric="sos_alarm"),
+    "fall": FieldMap(metric="fall"),
+    "fall_status": FieldMap(metric="fall", type="text", values=_FALL),
+    "fall_down_status": FieldMap(metric="fall", type="text", values=_FALL),
+    "movement": FieldMap(metric="moving", type="text", values=_MOVING),
+    "motion_state": FieldMap(metric="moving", type="text", values=_MOVING),
 }
 # Fields zigbee2mqtt sends that say nothing the gateway uses; not worth a count.
 COMMON_IGNORED = frozenset({
@@ -119,39 +180,68 @@ COMMON_IGNORED = frozenset({
     "illuminance_lux", "temperature", "humidity", "device_temperature", "power_outage_count",
     "motion_sensitivity", "detection_interval", "trigger_indicator", "led_indication",
     "occupancy_timeout", "no_occupancy_since", "battery_state", "alarm_1", "alarm_2",
+    "target_distance", "detection_range", "trigger_count", "test", "sensor_status",
+    "illuminance_above_threshold", "requested_brightness_level", "requested_brightness_percent",
+    "identify", "device", "smoke_density", "gas_density", "sensitivity", "fading_time",
+    "radar_sensitivity", "motion_speed", "motion_direction", "distance",
 })
 
 
-def _model(sos: set[str] | None = None, fall: set[str] | None = None,
-           fields: dict[str, FieldMap] | None = None) -> ModelMap:
+def _model(fields: dict[str, FieldMap] | None = None, sos: set[str] | None = None,
+           fall: set[str] | None = None) -> ModelMap:
     return ModelMap(
         frozenset(sos or ()), frozenset(fall or ()), {**COMMON_FIELDS, **(fields or {})},
         COMMON_IGNORED,
     )
 
 
-# zigbee2mqtt `model` ids. SOS buttons differ by their `action` values
-# (docs/protocols.md, "Zigbee sensors via zigbee2mqtt").
+STANDARD_MODEL = _model()
+_RADAR_OCCUPANCY = {"occupancy": FieldMap(metric="presence")}
+_TUYA_24G_STATE = {"state": FieldMap(metric="presence", type="text",
+                                     values={"none": False, "presence": True, "move": True})}
+
+# The exceptions: models whose payload says something other than the standard names mean,
+# keyed by zigbee2mqtt's exact `definition.model`. Everything else reads COMMON_FIELDS.
 MODELS: dict[str, ModelMap] = {
-    "generic": _model(sos={"emergency", "sos", "panic"}),
-    # SOS buttons
-    "TS0215A_sos": _model(sos={"emergency"}),
-    "HS1EB": _model(sos={"single", "double", "hold"}),
-    "HS2SOS": _model(sos={"emergency", "sos"}),
-    "SOS-button": _model(sos={"emergency", "sos"}),
-    # motion sensors (occupancy)
-    "RTCGQ11LM": _model(),  # Aqara motion; zigbee2mqtt clears occupancy after 90 s
-    "RTCGQ01LM": _model(),
-    "SNZB-03": _model(),
-    "TS0202": _model(),
-    "IH012-RT01": _model(),
-    # door / window contacts (contact: true = closed)
-    "MCCGQ11LM": _model(),
-    "MCCGQ01LM": _model(),
-    "SNZB-04": _model(),
-    "TS0203": _model(),
-    "DS01": _model(),
+    # Heiman's fall radar calls its radar presence `occupancy`: someone still is there.
+    "HS2FD-EF1-3.0": _model(_RADAR_OCCUPANCY),
+    # Tuya 24 GHz radars report presence as `state: none|presence|move`.
+    "ZY-M100-24G": _model(_TUYA_24G_STATE),
+    "ZY-M100-24GV2": _model(_TUYA_24G_STATE),
+    "ZY-M100-24GV3": _model(_TUYA_24G_STATE),
 }
+# Names installers (and this gateway's earlier versions) use, and the model zigbee2mqtt
+# means by them; accepted, with a hint to write the real one.
+MODEL_ALIASES: dict[str, str] = {
+    "HS1EB": "HS1EB/HS1EB-E",
+    "HS1EB-E": "HS1EB/HS1EB-E",
+    "HS1WL": "HS1WL/HS3WL",
+    "HS3WL": "HS1WL/HS3WL",
+    "E1525": "E1525/E1745",
+    "E1745": "E1525/E1745",
+    "JTYJ-GD-01LM": "JTYJ-GD-01LM/BW",
+    "JTQJ-BF-01LM": "JTQJ-BF-01LM/BW",
+    "DS01": "SNZB-04",
+    "MS01": "SNZB-03",
+    "WB01": "SNZB-01",
+    "RTCZCGQ13LM": "FP1E",
+    "SOS-EM": "HS1EB/HS1EB-E",
+}
+# `model: generic` meant "no table entry" in earlier versions: now simply the standard.
+GENERIC = "generic"
+
+
+def canonical_model(name: str | None) -> str | None:
+    """zigbee2mqtt's model string for a configured `model:` (aliases resolved)."""
+    if name is None or name == GENERIC:
+        return None
+    return MODEL_ALIASES.get(name, name)
+
+
+def model_map(name: str | None) -> ModelMap:
+    canonical = canonical_model(name)
+    return MODELS.get(canonical, STANDARD_MODEL) if canonical else STANDARD_MODEL
+
 
 Reading = tuple[str, Any, dict[str, Any]]
 
@@ -161,6 +251,7 @@ class Decoded:
     readings: list[Reading] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, detail)
     unknown: list[str] = field(default_factory=list)  # field names no table maps
+    action: str | None = None  # the message's `action`, if it has one (never cached)
 
 
 def decode_message(payload: bytes, model: ModelMap) -> Decoded:
@@ -176,10 +267,12 @@ def decode_message(payload: bytes, model: ModelMap) -> Decoded:
     if action is not None:
         if not isinstance(action, str):
             out.problems.append(("wrong_type", f"action is {type(action).__name__}"))
-        elif action in model.sos_actions:
-            out.readings.append(("sos", True, {"action": action}))
-        elif action in model.fall_actions:
-            out.readings.append(("fall", True, {"action": action}))
+        else:
+            out.action = action[:64]
+            if action in model.sos_actions:
+                out.readings.append(("sos", True, {"action": action}))
+            elif action in model.fall_actions:
+                out.readings.append(("fall", True, {"action": action}))
     for name, raw in data.items():
         fmap = model.fields.get(name)
         if fmap is None:
@@ -205,6 +298,8 @@ def _convert(raw: Any, fmap: FieldMap) -> bool | int | float | str | None:
         if key not in fmap.values:
             raise Z2MPayloadError(f"{raw!r} is not one of {sorted(fmap.values)}")
         value = fmap.values[key]
+        if value is None:
+            return None
         return (not value) if fmap.invert and isinstance(value, bool) else value
     expected = fmap.value_type
     if expected == "bool":
@@ -236,23 +331,23 @@ def decode_state(payload: bytes, model: ModelMap) -> list[Reading]:
 
 def decode_availability(payload: bytes) -> bool:
     """`{"state":"online"}` (or the legacy plain `online`) → True."""
-    text = payload.decode("utf-8", "replace").strip()
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise Z2MPayloadError(f"availability not JSON: {exc}") from exc
-        text = data.get("state") if isinstance(data, dict) else None
-    if text == "online":
-        return True
-    if text == "offline":
-        return False
-    raise Z2MPayloadError(f"unknown availability {str(text)[:40]!r}")
+    try:
+        return parse_bridge_state(payload)
+    except BridgeError as exc:
+        raise Z2MPayloadError(str(exc).replace("bridge state", "availability")) from exc
+
+
+def bridge_topic(device_topic: str) -> str:
+    """The base topic of the zigbee2mqtt instance a device topic belongs to
+    (`zigbee2mqtt/pir_301` → `zigbee2mqtt`): zigbee2mqtt's `mqtt.base_topic`."""
+    return device_topic.split("/", 1)[0]
 
 
 class Zigbee2MqttOptions(Options):
     topic: str = Field(min_length=1, description="the device's topic, e.g. zigbee2mqtt/sos_301")
-    model: str = "generic"
+    # zigbee2mqtt's model string (`definition.model` in bridge/devices); taken from the
+    # bridge when omitted. Only the exceptions in MODELS change how a payload is read.
+    model: str | None = None
     mapping: ModelMapping | None = None
     # One press of a button is published once, but some models and retries repeat it.
     debounce: Duration = 3.0
@@ -262,21 +357,28 @@ class Zigbee2MqttOptions(Options):
     def _plain_topic(cls, value: str) -> str:
         if any(c in value for c in "+#") or value.endswith("/"):
             raise ValueError("a device topic has no wildcards (+, #) and no trailing /")
+        if "/" not in value:
+            raise ValueError("a device topic is zigbee2mqtt's base topic and the friendly name,"
+                             " e.g. zigbee2mqtt/sos_301")
         return value
 
     @model_validator(mode="after")
-    def _known_model(self) -> Zigbee2MqttOptions:
-        if self.model not in MODELS and self.mapping is None:
-            known = ", ".join(sorted(MODELS))
-            raise ValueError(
-                f"unknown zigbee2mqtt model '{self.model}': use one of {known}, "
-                "or describe it under `mapping:`"
-            )
+    def _model_text(self) -> Zigbee2MqttOptions:
+        if self.model is not None and (not self.model.strip() or len(self.model) > 128):
+            raise ValueError("`model:` is zigbee2mqtt's model string, e.g. HS1EB/HS1EB-E")
         return self
 
     @property
     def model_map(self) -> ModelMap:
-        return MODELS.get(self.model, MODELS["generic"]).extended(self.mapping)
+        return model_map(self.model).extended(self.mapping)
+
+
+def model_hint(model: str | None) -> str | None:
+    """A hint for a configured model that is an alias of zigbee2mqtt's own string."""
+    canonical = canonical_model(model)
+    if model is not None and canonical is not None and canonical != model:
+        return f"zigbee2mqtt calls model '{model}' '{canonical}': write model: {canonical}"
+    return None
 
 
 @dataclass
@@ -284,21 +386,56 @@ class _Device:
     config: DeviceConfig
     options: Zigbee2MqttOptions
     model: ModelMap
+    base: str
+    model_name: str | None = None  # zigbee2mqtt's model string, configured or from the bridge
+    bridge_actions: frozenset[str] = frozenset()
     state: dict[str, Any] = field(default_factory=dict)
     unknown_seen: set[str] = field(default_factory=set)
+    actions_seen: set[str] = field(default_factory=set)
     last_alarm: tuple[str, float] | None = None
+    available: bool | None = None  # the device's own availability topic
+    warned: str | None = None
+
+    @property
+    def friendly_name(self) -> str:
+        return self.options.topic[len(self.base) + 1:]
 
 
 class Zigbee2MqttDriver:
+    """The zigbee2mqtt devices of one `mqtt` bus.
+
+    Subscribes, through the bus, to each device's state and availability topics and to each
+    bridge's `bridge/state` and `bridge/devices`; every message is handled at once on the
+    bus's task, so the driver owns no task of its own.
+
+    Args:
+        bus: the bus runtime the devices' broker is reached through.
+        devices: this protocol's devices on that bus.
+        ctx: where observations and bad input go.
+    """
+
     def __init__(self, bus: MqttBus, devices: list[DeviceConfig], ctx: DriverContext) -> None:
         self.bus = bus
         self.ctx = ctx
+        self.bridge_online: dict[str, bool | None] = {}
+        self.bridges: dict[str, list[_Device]] = {}
+        self.unknown_actions = 0  # actions never seen before, over all devices
         for device in devices:
             options = device.options
             assert isinstance(options, Zigbee2MqttOptions)
-            dev = _Device(device, options, options.model_map)
+            base = bridge_topic(options.topic)
+            dev = _Device(device, options, options.model_map, base,
+                          canonical_model(options.model))
+            if hint := model_hint(options.model):
+                log.warning("device %s: %s", device.id, hint, extra={"device_id": device.id})
+            self.bridges.setdefault(base, []).append(dev)
             bus.subscribe(options.topic, self._state_handler(dev))
             bus.subscribe(f"{options.topic}/availability", self._availability_handler(dev))
+        for base in self.bridges:
+            self.bridge_online[base] = None
+            bus.subscribe(f"{base}/bridge/state", self._bridge_state_handler(base))
+            bus.subscribe(f"{base}/bridge/devices", self._bridge_devices_handler(base),
+                          max_payload=MAX_BRIDGE_DEVICES_BYTES)
 
     def _state_handler(self, dev: _Device) -> Callable[[str, bytes], None]:
         def handle(topic: str, payload: bytes) -> None:
@@ -323,15 +460,69 @@ class Zigbee2MqttDriver:
                     device.id, "unknown_field", b"", f"'{name}' (add it to `mapping:` to use it)"
                 )
         now = self.ctx.clock.now()
-        for metric, value, attrs in decoded.readings:
-            if metric in ("sos", "fall"):
-                if value is not True or self._repeat(dev, metric, attrs, now.mono):
-                    continue
-            elif metric in STATE_METRICS:
-                if dev.state.get(metric) == value:
-                    continue
-                dev.state[metric] = value
-            self.ctx.emit(device, metric, value, at=now, attrs=attrs)
+        readings = list(decoded.readings)
+        if decoded.action is not None:
+            readings.extend(self._press(dev, decoded.action))
+        for metric, value, attrs in readings:
+            self._reading(dev, metric, value, attrs, now)
+
+    def _press(self, dev: _Device, action: str) -> list[Reading]:
+        """An sos_button's action as an `sos` press (or nothing for the end of a press)."""
+        if dev.config.kind != "sos_button" or action in (dev.model.sos_actions
+                                                         | dev.model.fall_actions):
+            return []  # the model's own SOS and fall actions are already readings
+        known = action in KNOWN_PRESSES or action in dev.bridge_actions or not is_press(action)
+        if not known and action not in dev.actions_seen:
+            if len(dev.actions_seen) < _MAX_UNKNOWN_ACTIONS:
+                dev.actions_seen.add(action)
+                self.unknown_actions += 1
+                log.warning(
+                    "device %s sent action '%s', never seen from %s; taken as an SOS press",
+                    dev.config.id, action[:64], dev.model_name or "this model",
+                    extra={"device_id": dev.config.id},
+                )
+            self.ctx.frame_error(dev.config.id, "unknown_action", b"", action[:64])
+        if not is_press(action):
+            return []
+        return [("sos", True, {"action": action})]
+
+    def _reading(self, dev: _Device, metric: str, value: Any, attrs: dict[str, Any],
+                 now: Any) -> None:
+        device = dev.config
+        if metric == "occupancy" and device.kind in ("presence_sensor", "fall_sensor"):
+            metric = "presence"  # a radar's occupancy is someone there, still or moving
+        if metric in EDGE_METRICS:
+            level = bool(value)
+            before = dev.state.get(metric)
+            dev.state[metric] = level
+            if level == before:
+                return  # zigbee2mqtt's cache repeating the last level: nothing new
+            out = EDGE_METRICS[metric]
+            if out == "sos":
+                if not level:
+                    return
+                self._emit_alarm(dev, "sos", {"zone": "sos"}, now)
+            elif out == "fall":
+                if level:
+                    self._emit_alarm(dev, "fall", {}, now)
+                else:
+                    self.ctx.emit(device, "fall", False, at=now)
+            else:
+                self.ctx.emit(device, out, level, at=now)
+            return
+        if metric in ("sos", "fall"):
+            if value is True:
+                self._emit_alarm(dev, metric, attrs, now)
+            return
+        if metric in STATE_METRICS:
+            if dev.state.get(metric) == value:
+                return
+            dev.state[metric] = value
+        self.ctx.emit(device, metric, value, at=now, attrs=attrs)
+
+    def _emit_alarm(self, dev: _Device, metric: str, attrs: dict[str, Any], now: Any) -> None:
+        if not self._repeat(dev, metric, attrs, now.mono):
+            self.ctx.emit(dev.config, metric, True, at=now, attrs=attrs)
 
     def _repeat(self, dev: _Device, metric: str, attrs: dict[str, Any], mono: float) -> bool:
         """Whether this alarm is the same press as the last one (within `debounce`)."""
@@ -349,9 +540,73 @@ class Zigbee2MqttDriver:
             except Z2MPayloadError as exc:
                 self.ctx.frame_error(dev.config.id, "bad_availability", payload[:128], str(exc))
                 return
-            self.ctx.set_reachable(dev.config, online, "zigbee2mqtt availability")
+            dev.available = online
+            self._update_reachable(dev)
 
         return handle
+
+    def _update_reachable(self, dev: _Device) -> None:
+        bridge = self.bridge_online.get(dev.base)
+        if bridge is False:
+            # A dead zigbee2mqtt leaves every device's retained availability "online".
+            self.ctx.set_reachable(dev.config, False, "zigbee2mqtt bridge offline")
+        elif dev.available is not None:
+            self.ctx.set_reachable(dev.config, dev.available, "zigbee2mqtt availability")
+        elif bridge is True and self.ctx.reachable(dev.config) is False:
+            self.ctx.set_reachable(dev.config, True, "zigbee2mqtt bridge online")
+
+    def _bridge_state_handler(self, base: str) -> Callable[[str, bytes], None]:
+        def handle(topic: str, payload: bytes) -> None:
+            if not payload:
+                return
+            try:
+                online = parse_bridge_state(payload)
+            except BridgeError as exc:
+                self.ctx.frame_error(None, "bad_bridge_state", payload[:128], str(exc))
+                return
+            if self.bridge_online.get(base) is not online:
+                (log.info if online else log.warning)(
+                    "zigbee2mqtt bridge %s is %s", base, "online" if online else "offline")
+            self.bridge_online[base] = online
+            for dev in self.bridges[base]:
+                self._update_reachable(dev)
+
+        return handle
+
+    def _bridge_devices_handler(self, base: str) -> Callable[[str, bytes], None]:
+        def handle(topic: str, payload: bytes) -> None:
+            if not payload:
+                return
+            try:
+                listed = parse_bridge_devices(payload)
+            except BridgeError as exc:
+                self.ctx.frame_error(None, "bad_bridge_devices", payload[:64], str(exc))
+                return
+            for reason in listed.skipped[:8]:
+                self.ctx.frame_error(None, "bad_bridge_device", b"", reason)
+            for dev in self.bridges[base]:
+                paired = listed.devices.get(dev.friendly_name)
+                if paired is not None:
+                    self._paired(dev, paired)
+
+        return handle
+
+    def _paired(self, dev: _Device, paired: BridgeDevice) -> None:
+        device = dev.config
+        dev.bridge_actions = paired.actions
+        if paired.model and dev.options.model is None and dev.model_name != paired.model:
+            dev.model_name = paired.model
+            dev.model = model_map(paired.model).extended(dev.options.mapping)
+            log.info("device %s is a %s (from zigbee2mqtt's bridge/devices)", device.id,
+                     paired.model, extra={"device_id": device.id})
+        warning = contradiction(device.kind, paired)
+        if warning is None and dev.model_name and paired.model and dev.model_name != paired.model:
+            warning = (f"configured as model {dev.model_name} but zigbee2mqtt reports "
+                       f"{paired.model}")
+        if warning and warning != dev.warned:
+            log.warning("device %s: %s", device.id, warning, extra={"device_id": device.id})
+            self.ctx.emit(device, "warning", warning)
+        dev.warned = warning
 
     async def run(self) -> None:
         # Nothing to own: the bus delivers our messages. Returning ends this task cleanly.
@@ -365,7 +620,10 @@ def _create(bus: Any, devices: list[DeviceConfig], ctx: DriverContext) -> Zigbee
 PROTOCOL = ProtocolSpec(
     "zigbee2mqtt",
     Zigbee2MqttOptions,
-    kinds=frozenset({"sos_button", "motion_sensor", "door_contact"}),
+    kinds=frozenset({
+        "sos_button", "motion_sensor", "presence_sensor", "door_contact", "fall_sensor",
+        "smoke_sensor", "gas_sensor", "co_sensor", "leak_sensor",
+    }),
     bus_types=frozenset({"mqtt"}),
     create=_create,
     description="Zigbee devices through zigbee2mqtt on a local broker",

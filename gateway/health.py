@@ -60,6 +60,10 @@ class DeviceHealth:
         state = self.devices.get(obs.device_id)
         if state is None:
             return
+        if obs.metric == "warning":
+            # What a driver found wrong with the device's setup: shown, not a sign of life.
+            state.values["warning"] = obs.value
+            return
         if obs.metric == "alive":
             state.alive = bool(obs.value)
             if obs.value is False:

@@ -31,7 +31,7 @@ from hearthgate.drivers import (
     zigbee2mqtt,
 )
 from hearthgate.drivers.base import BusType, ProtocolSpec
-from hearthgate.rules import absence, doors, health, power, sos, water
+from hearthgate.rules import absence, doors, hazards, health, power, sos, water
 from hearthgate.rules.base import RuleSpec
 
 __all__ = ["STANDARD", "BusType", "Options", "ProtocolSpec", "Registry", "RuleSpec"]
@@ -41,9 +41,15 @@ BASE_DEVICE_KINDS = frozenset({
     "water_meter",
     "power_meter",
     "motion_sensor",
+    "presence_sensor",
     "door_contact",
     "sos_button",
+    "fall_sensor",
     "access_controller",
+    "smoke_sensor",
+    "gas_sensor",
+    "co_sensor",
+    "leak_sensor",
 })
 
 
@@ -132,6 +138,7 @@ STANDARD = Registry.build(
     ],
     rules=[
         *sos.RULE_SPECS,
+        *hazards.RULE_SPECS,
         *absence.RULE_SPECS,
         *water.RULE_SPECS,
         *doors.RULE_SPECS,

@@ -15,6 +15,10 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
     "living_alone": [
         {"type": "sos"},
         {"type": "fall"},
+        {"type": "smoke"},
+        {"type": "gas_leak"},
+        {"type": "carbon_monoxide"},
+        {"type": "water_leak"},
         {"type": "no_water", "window": "12h"},
         {"type": "continuous_water", "window": "2h"},
         {"type": "inactivity", "window": "4h", "active_hours": "07:00-22:00"},
@@ -32,6 +36,10 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
     "facility_room": [
         {"type": "sos"},
         {"type": "fall"},
+        {"type": "smoke"},
+        {"type": "gas_leak"},
+        {"type": "carbon_monoxide"},
+        {"type": "water_leak"},
         {"type": "no_water", "window": "10h"},
         {"type": "continuous_water", "window": "1h"},
         {"type": "inactivity", "window": "3h", "active_hours": "07:00-21:00"},

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hearthgate.drivers.zigbee2mqtt import MODELS
+from hearthgate.drivers.zigbee2mqtt import model_map
 from hearthgate.simulators.scenario import ScenarioAction, ScenarioDevice
 
 Publish = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retain
@@ -30,10 +30,10 @@ class _SimDevice:
 
 def sos_action_for(model: str) -> str:
     """The `action` value a model's SOS button sends."""
-    actions = MODELS.get(model, MODELS["generic"]).sos_actions
-    if "emergency" in actions or not actions:
-        return "emergency"
-    return sorted(actions)[0]
+    if model_map(model).sos_actions:
+        return sorted(model_map(model).sos_actions)[0]
+    # Every press raises on an sos_button; Tuya's SOS button (TS0215A_sos) sends this one.
+    return "emergency" if model in ("generic", "TS0215A_sos") else "single"
 
 
 class Zigbee2MqttPublisher:
@@ -83,6 +83,9 @@ class Zigbee2MqttPublisher:
                 await self.state(action.device, fields, action.step.repeats or self.repeats)
             case "motion":
                 await self.state(action.device, {"occupancy": True, "tamper": False})
+                # zigbee2mqtt clears occupancy after its timeout (90 s on Aqara); the next
+                # detection is then news. In a scenario's time that timeout has passed.
+                await self.state(action.device, {"occupancy": False})
             case "no_motion":
                 await self.state(action.device, {"occupancy": False})
             case "door_open":

@@ -96,7 +96,8 @@ async def test_wall_clock_jumps_raise_nothing_false_and_miss_nothing(
         )
         assert inactive["type"] == "inactivity"
 
-        # Motion clears it.
+        # Motion clears it: a new detection, after zigbee2mqtt cleared occupancy on its timeout.
+        await zigbee.publish("zigbee2mqtt/pir_301", {"occupancy": False})
         await zigbee.publish("zigbee2mqtt/pir_301", {"occupancy": True})
         await platform.wait_json(
             ALERTS, lambda b: b["site_id"] == home and b["state"] == "cleared", timeout=20

@@ -34,12 +34,7 @@ CONTRACT_PLACES = (
 PLANNED_TOPICS = {
     "cmd/receipt": "issue 12 (delivery: end-to-end receipts)",
 }
-PLANNED_ALERT_TYPES = {
-    "smoke": "issue 11 (hazard sensors)",
-    "gas_leak": "issue 11 (hazard sensors)",
-    "carbon_monoxide": "issue 11 (hazard sensors)",
-    "water_leak": "issue 11 (hazard sensors)",
-}
+PLANNED_ALERT_TYPES: dict[str, str] = {}
 
 # A copy of the contract's facts, used when contract.md is not readable (a fresh clone).
 FALLBACK_TOPICS = {
@@ -62,7 +57,7 @@ FALLBACK_ALERT_FIELDS = [
 FALLBACK_ALERT_TYPES = [
     "sos", "fall", "no_water", "continuous_water", "inactivity", "no_exit", "door_night",
     "door_held_open", "access_denied_repeated", "no_power_use", "power_high", "device_offline",
-    "battery_low", "tamper",
+    "battery_low", "tamper", "smoke", "gas_leak", "carbon_monoxide", "water_leak",
 ]
 
 

@@ -17,6 +17,7 @@ from hearthgate.drivers.base import DriverContext
 from hearthgate.drivers.mqtt_bus import MqttBus, topic_matches
 from hearthgate.drivers.zigbee2mqtt import (
     MODELS,
+    STANDARD_MODEL,
     Z2MPayloadError,
     Zigbee2MqttDriver,
     decode_availability,
@@ -35,7 +36,7 @@ json_values = st.recursive(
 @given(st.binary(max_size=300))
 @settings(max_examples=300)
 def test_zigbee_decoder_raises_only_its_own_error_on_garbage(data):
-    for model in MODELS.values():
+    for model in (STANDARD_MODEL, *MODELS.values()):
         try:
             decode_state(data, model)
         except Z2MPayloadError:
@@ -51,7 +52,7 @@ def test_zigbee_decoder_raises_only_its_own_error_on_garbage(data):
 @settings(max_examples=300)
 def test_zigbee_decoder_on_wrong_types(body):
     try:
-        readings = decode_state(json.dumps(body).encode(), MODELS["generic"])
+        readings = decode_state(json.dumps(body).encode(), STANDARD_MODEL)
     except Z2MPayloadError:
         return
     for metric, value, _ in readings:
@@ -63,19 +64,23 @@ def test_zigbee_decoder_on_wrong_types(body):
 
 def test_zigbee_sos_per_model():
     press = b'{"action":"emergency","battery":80,"voltage":2900,"linkquality":102}'
-    assert ("sos", True, {"action": "emergency"}) in decode_state(press, MODELS["TS0215A_sos"])
-    assert ("battery_pct", 80.0, {}) in decode_state(press, MODELS["TS0215A_sos"])
-    assert ("linkquality", 102, {}) in decode_state(press, MODELS["TS0215A_sos"])
-    assert not [r for r in decode_state(press, MODELS["HS1EB"]) if r[0] == "sos"]
-    assert decode_state(b'{"action":"hold"}', MODELS["HS1EB"]) == [
-        ("sos", True, {"action": "hold"})]
+    # The action is handed to the driver, which knows the device's kind: on an sos_button
+    # every press raises (tests/presence/test_z2m_corpus.py), whatever the model.
+    decoded = decode_message(press, STANDARD_MODEL)
+    assert decoded.action == "emergency"
+    assert ("battery_pct", 80.0, {}) in decoded.readings
+    assert ("linkquality", 102, {}) in decoded.readings
+    assert not [r for r in decoded.readings if r[0] == "sos"]
+    # The exceptions: Heiman's fall radar calls presence `occupancy`.
+    assert decode_state(b'{"occupancy":true,"fall_status":"fall_alarm"}',
+                        MODELS["HS2FD-EF1-3.0"]) == [("presence", True, {}), ("fall", True, {})]
     # An absurd field is a counted problem; the rest of the message still counts.
-    mixed = decode_message(b'{"battery": 250, "linkquality": 90}', MODELS["generic"])
+    mixed = decode_message(b'{"battery": 250, "linkquality": 90}', STANDARD_MODEL)
     assert mixed.readings == [("linkquality", 90, {})]
     assert [kind for kind, _ in mixed.problems] == ["absurd_value"]
     for bad in (b"[1]", b'"x"', b"{", b"\xff\xfe"):
         with pytest.raises(Z2MPayloadError):
-            decode_state(bad, MODELS["generic"])
+            decode_state(bad, STANDARD_MODEL)
     assert decode_availability(b'{"state":"online"}') is True
     assert decode_availability(b"offline") is False
 
