@@ -280,7 +280,7 @@ def test_rflink_line() -> None:
         b"20;45;EV1527;IDX;",
         b"20;45;EV1527;ID=1\x00;",
         b"20;45;\xff\xfe;ID=1;",
-        b"20;45;EV1527;ID=1;" + b"A=B;" * 200,
+        b"20;45;EV1527;ID=1;" + b"A=B;" * 300,  # over 1 KiB
         b"20;45;ID=3;",
     ],
 )
@@ -329,7 +329,8 @@ pairs_st = st.dictionaries(
 @given(st.integers(0, 255), st.from_regex(r"[A-Za-z][A-Za-z0-9 ]{0,15}", fullmatch=True), pairs_st)
 def test_rflink_round_trip(counter: int, protocol: str, fields: dict[str, str]) -> None:
     protocol = protocol.strip() or "X"
-    packet = RFLinkPacket(counter=counter, protocol=protocol, fields=fields)
+    kind = "device" if "ID" in fields else "status"  # a radio packet carries an ID
+    packet = RFLinkPacket(counter=counter, protocol=protocol, fields=fields, kind=kind)
     assert parse_line(encode_line(packet)) == packet
 
 
