@@ -362,3 +362,18 @@ def test_rflink_mutated_lines(data: st.DataObject) -> None:
         RFLinkMatch.parse(text)
     except RFLinkError:
         pass
+
+
+def test_a_zero_bit_card_read_is_bad_input_not_a_card() -> None:
+    with pytest.raises(OSDPError, match="0 bits"):
+        RawCardRead.decode(bytes([0, 1, 0, 0]))
+
+
+def test_mark_bytes_and_noise_before_som() -> None:
+    decoder = OSDPStreamDecoder()
+    out = list(decoder.feed(b"\xff" + ACK + b"\xff\xff" + ACK))
+    assert [type(x) for x in out] == [OSDPPacket, OSDPPacket]  # the mark byte is no error
+    out = list(OSDPStreamDecoder().feed(b"\x00\x13\xff" + ACK))
+    assert isinstance(out[0], OSDPError) and out[0].kind == "garbage"
+    assert out[0].data == b"\x00\x13"  # the mark byte belongs to the packet
+    assert out[1:] == [decode_packet(ACK)]
