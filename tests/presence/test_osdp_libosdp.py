@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 import tty
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,13 @@ from hearthgate.drivers.osdp_codec import (
 from hearthgate.health import DeviceHealth
 from hearthgate.registry import STANDARD
 from hearthgate.simulators.links import PtyLink
-from tests.presence.conftest import Collector, make_config, make_ctx, wait_until
+from tests.presence.conftest import (
+    Collector,
+    make_config,
+    make_ctx,
+    scripted_pd,
+    wait_until,
+)
 
 CAPS = PDCapabilities([
     (Capability.ContactStatusMonitoring, 1, 4),
@@ -263,15 +269,6 @@ async def test_a_wrong_key_fails_the_handshake_and_is_not_online(clock: Simulate
 # --- a reader answering with a forged security block (scripted: libosdp would not) ---------
 
 
-async def _scripted_pd(pty: PtyLink, answer: Callable[[OSDPPacket], bytes | None]) -> None:
-    decoder = OSDPStreamDecoder()
-    while True:
-        for item in decoder.feed(await pty.read()):
-            if isinstance(item, OSDPPacket):
-                out = answer(item)
-                if out:
-                    pty.write(out)
-
 
 async def test_a_forged_security_block_outside_a_session_is_refused(
     pty: PtyLink, clock: SimulatedClock
@@ -299,7 +296,7 @@ async def test_a_forged_security_block_outside_a_session_is_refused(
     bus = STANDARD.bus_types["serial"].open(cfg.buses[0], ctx)
     driver = STANDARD.protocols["osdp"].create(bus, list(cfg.devices), ctx)
     tasks = [asyncio.create_task(bus.run()), asyncio.create_task(driver.run()),
-             asyncio.create_task(_scripted_pd(pty, answer))]
+             asyncio.create_task(scripted_pd(pty, answer))]
     try:
         await wait_until(lambda: len(forged) == 3 and ctx.errors[("gate-a", "security")] == 3,
                          within=10)
