@@ -7,7 +7,10 @@ keeps valve and battery bits: `standard`, `high_bits`, or `none`), `preamble` (F
 default 4), `max_rate` (m³ per hour the total may plausibly grow; default 5).
 
 Each poll reads DI 901F and emits `water_total_m3` (L converted to m³), and unless
-`status: none`, `valve_open`, `valve_fault` and `battery_low`.
+`status: none`, `valve_open`, `valve_fault` and `battery_low`. Fields the meter fills with
+`FF` (not supported: often the settlement-day total, the clock, ST) are left out; the total
+is still published. A meter whose every answer is refused is reported unreachable with what
+was wrong ("reply not understood: ..."), not as "no reply".
 """
 
 from __future__ import annotations
@@ -75,20 +78,26 @@ class CJT188Driver(MeterPoller):
         parse = self.reply_parser(
             device, codec, codec.CJT188StreamDecoder(), opts.address, self._answers(ser)
         )
-        reply = await self.bus.exchange(request, parse)
+        reply = await self.exchange(request, parse)
         if isinstance(reply, codec.ErrorReply):
             self.ctx.frame_error(device.id, "error_reply", b"", f"ST {reply.status.hex(' ')}")
             raise PollFailed(f"meter {opts.address} answered with an error (ST "
                              f"{reply.status.hex(' ')})")
         readings: list[Reading] = []
         unit = codec.UNITS.get(reply.total_unit)
+        if reply.total is None:
+            # The one field this driver exists for is FF-filled: the meter answers but tells
+            # nothing, which must not look like a healthy water meter.
+            self.ctx.frame_error(device.id, "not_supported", b"", "total is FF-filled")
+            raise PollFailed(f"reply not understood: meter {opts.address} sends no total "
+                             "(FF-filled)")
         if unit in ("m3", "L"):
             total = convert(float(reply.total), unit, "m3")
             readings.append(Reading("water_total_m3", round(total, 5)))
         else:
             self.ctx.frame_error(device.id, "unit", bytes([reply.total_unit]),
                                  f"unit code {reply.total_unit:02X} is not a volume")
-        if opts.status != "none":
+        if opts.status != "none" and reply.status is not None:
             layout = codec.STATUS_LAYOUTS[opts.status]
             valve = layout.valve(reply.status)
             readings.append(Reading("valve_open", valve == "open"))

@@ -97,15 +97,19 @@ class CJT188Frame:
 
 @dataclass(frozen=True, slots=True)
 class FlowReading:
-    """The reply to DI 901F."""
+    """The reply to DI 901F.
+
+    Real meters fill the fields they do not keep with `FF` bytes (docs/protocols.md,
+    CJ/T 188): such a field is None here ("not supported"), not a broken reply.
+    """
 
     ser: int
-    total: Decimal
+    total: Decimal | None  # None: the meter sent FF×4 (it does not report a total)
     total_unit: int  # unit code, see UNITS
-    settlement: Decimal
+    settlement: Decimal | None  # None: FF-filled (many meters keep no settlement-day total)
     settlement_unit: int
-    meter_time: datetime | None  # None when the meter sends an impossible date (zeros)
-    status: bytes  # ST, 2 bytes, as sent; see StatusLayout
+    meter_time: datetime | None  # None when FF-filled or an impossible date (zeros)
+    status: bytes | None  # ST, 2 bytes, as sent (see StatusLayout); None when FF FF
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +199,24 @@ def int_to_bcd(value: int, size: int) -> bytes:
     return framing.int_to_bcd(value, size, FrameError)
 
 
-def _decode_total(raw: bytes) -> Decimal:
+NOT_SUPPORTED = 0xFF  # the fill byte of a field the meter does not keep
+
+
+def _not_supported(raw: bytes) -> bool:
+    # Only a field that is FF throughout means "not supported"; a field with some FF nibbles
+    # among BCD digits is corrupt and stays an error.
+    return len(raw) > 0 and all(b == NOT_SUPPORTED for b in raw)
+
+
+def _decode_total(raw: bytes) -> Decimal | None:
+    if _not_supported(raw):
+        return None
     return Decimal(bcd_to_int(raw)).scaleb(-2)
 
 
-def _encode_total(value: Decimal | float | int) -> bytes:
+def _encode_total(value: Decimal | float | int | None) -> bytes:
+    if value is None:
+        return bytes([NOT_SUPPORTED]) * 4
     scaled = Decimal(str(value)).scaleb(2)
     if scaled != scaled.to_integral_value():
         raise FrameError("range", f"{value} has more than 2 decimals")
@@ -207,9 +224,12 @@ def _encode_total(value: Decimal | float | int) -> bytes:
 
 
 def decode_time(raw: bytes) -> datetime | None:
-    """`ss mm hh DD MM YY YY` (year low byte first) → naive local time; None if impossible."""
+    """`ss mm hh DD MM YY YY` (year low byte first) → naive local time; None if impossible or
+    FF-filled (not supported)."""
     if len(raw) != 7:
         raise FrameError("length", "meter time is not 7 bytes", raw)
+    if _not_supported(raw):
+        return None
     try:
         second, minute, hour, day, month = (bcd_to_int(raw[i : i + 1]) for i in range(5))
         year = bcd_to_int(raw[5:7])
@@ -218,9 +238,11 @@ def decode_time(raw: bytes) -> datetime | None:
         return None
 
 
-def encode_time(moment: datetime | None) -> bytes:
+def encode_time(moment: datetime | None, *, pad: bool = False) -> bytes:
+    """`moment` as 7 BCD bytes; None as zeros (no date), or as FF×7 (not supported) with
+    `pad` — both forms are sent by real meters."""
     if moment is None:
-        return bytes(7)
+        return bytes([NOT_SUPPORTED]) * 7 if pad else bytes(7)
     parts = (moment.second, moment.minute, moment.hour, moment.day, moment.month)
     return b"".join(int_to_bcd(p, 1) for p in parts) + int_to_bcd(moment.year, 2)
 
@@ -353,8 +375,10 @@ def encode_flow_reply(
         + bytes([reading.total_unit])
         + _encode_total(reading.settlement)
         + bytes([reading.settlement_unit])
-        + encode_time(reading.meter_time)
-        + bytes(reading.status[:2]).ljust(2, b"\0")
+        # A meter that FF-fills its settlement total keeps no clock either (the vectors).
+        + encode_time(reading.meter_time, pad=reading.settlement is None)
+        + (bytes([NOT_SUPPORTED]) * 2 if reading.status is None
+           else bytes(reading.status[:2]).ljust(2, b"\0"))
     )
     return encode_frame(CJT188Frame(meter_type, address, READ | FLAG_REPLY, data), preamble)
 
@@ -396,5 +420,5 @@ def decode_reply(frame: CJT188Frame) -> FlowReading | ErrorReply:
         settlement=_decode_total(data[8:12]),
         settlement_unit=data[12],
         meter_time=decode_time(data[13:20]),
-        status=bytes(data[20:22]),
+        status=None if _not_supported(data[20:22]) else bytes(data[20:22]),
     )

@@ -59,7 +59,7 @@ class DLT645Driver(MeterPoller):
             parse = self.reply_parser(
                 device, codec, codec.DLT645StreamDecoder(), opts.address, self._answers(di)
             )
-            reply = await self.bus.exchange(request, parse)
+            reply = await self.exchange(request, parse)
             if isinstance(reply, codec.ErrorReply):
                 refused += 1
                 self.ctx.frame_error(device.id, "error_reply", b"",

@@ -25,7 +25,7 @@ from hearthgate.core.model import ObservationValue
 from hearthgate.core.options import DeviceConfig, Options
 from hearthgate.drivers.base import DriverContext
 from hearthgate.drivers.meter_sense import DEFAULT_MAX_RATE_PER_HOUR, CumulativeSense
-from hearthgate.drivers.serial_bus import BusError, SerialBus
+from hearthgate.drivers.serial_bus import BusError, NoReply, SerialBus
 
 log = logging.getLogger("hearthgate.meters")
 
@@ -66,6 +66,22 @@ class PollFailed(BusError):
     """The meter answered, but nothing usable came back (every item refused or garbled)."""
 
 
+class ReplyParser:
+    """A `SerialBus.exchange` parse callback that remembers why it last refused a frame, so
+    a poll that times out after garbled or refused replies says "reply not understood: ..."
+    instead of "no reply" (an installer then checks the meter's model, not the wiring)."""
+
+    def __init__(self, parse: Callable[[bytearray, ReplyParser], Any]) -> None:
+        self._parse = parse
+        self.refused: str | None = None  # the last frame refused, and why
+
+    def __call__(self, buf: bytearray) -> Any:
+        return self._parse(buf, self)
+
+    def refuse(self, kind: str, detail: str) -> None:
+        self.refused = f"{kind}: {detail}" if detail else kind
+
+
 class MeterPoller:
     """Polls every device of one protocol on one serial bus, each on its own `poll` interval."""
 
@@ -85,7 +101,7 @@ class MeterPoller:
     def reply_parser(
         self, device: DeviceConfig, codec: Any, decoder: StreamDecoder[Any], address: str,
         check: Callable[[Any], tuple[str, str] | None],
-    ) -> Callable[[bytearray], Any]:
+    ) -> ReplyParser:
         """A `SerialBus.exchange` parse callback for DL/T 645 and CJ/T 188 (`codec` is the
         codec module, `decoder` its stream decoder): the next reply from `address` that
         `check` accepts. `check(reply)` returns None to accept, or (error kind, detail) to
@@ -93,10 +109,14 @@ class MeterPoller:
         `device` and skipped."""
         ctx = self.ctx
 
-        def parse(buf: bytearray) -> Any:
+        def parse(buf: bytearray, parser: ReplyParser) -> Any:
             while (item := decoder.take(buf)) is not None:
                 if isinstance(item, CodecError):
                     ctx.frame_error(device.id, item.kind, item.data, item.detail)
+                    # Bytes before a frame are line noise, not a reply; a frame that fails
+                    # its checksum or fields is one.
+                    if item.kind not in ("garbage",):
+                        parser.refuse(item.kind, item.detail)
                     continue
                 frame = item
                 if not frame.is_reply:
@@ -109,14 +129,26 @@ class MeterPoller:
                     reply = codec.decode_reply(frame)
                 except codec.FrameError as exc:
                     ctx.frame_error(device.id, exc.kind, exc.data, exc.detail)
+                    parser.refuse(exc.kind, exc.detail)
                     continue
                 problem = check(reply)
                 if problem is None:
                     return reply
                 ctx.frame_error(device.id, problem[0], codec.encode_frame(frame), problem[1])
+                parser.refuse(*problem)
             return None
 
-        return parse
+        return ReplyParser(parse)
+
+    async def exchange(self, request: bytes, parser: ReplyParser) -> Any:
+        """`bus.exchange` with `parser`; when no reply was accepted but some were refused,
+        fails with what was wrong with them rather than with "no reply"."""
+        try:
+            return await self.bus.exchange(request, parser)
+        except NoReply as exc:
+            if parser.refused is not None:
+                raise PollFailed(f"reply not understood: {parser.refused}") from exc
+            raise
 
     def poll_interval(self, device: DeviceConfig) -> float:
         return float(getattr(device.options, "poll", 300.0))

@@ -13,18 +13,37 @@ NAKs, timeouts, bad CRCs, replies from the wrong address or with the wrong seque
 counted per device through `ctx.frame_error`; `unreachable_after` failed exchanges in a
 row make the device unreachable (`alive: false`) until it answers again.
 
-Secure channel: not spoken yet (the codec keeps the SCB and MAC in the packet model).
+Line noise and the OSDP 2.2 mark byte (`FF`) before a reply's `53` are skipped: the reply
+behind them is read (noise is counted as `garbage`, the mark byte is not counted at all).
+
+Secure Channel (drivers/osdp_secure_codec.py): a reader given an `scbk` (its Secure Channel
+Base Key, 32 hex digits, normally `!secret`; or `default` for SCBK-D, a reader in install
+mode) is brought up as ID, CAP, the SCS_11–SCS_14 handshake, then LSTAT, ISTAT and POLL
+inside the session, every command MAC'd (and its data encrypted), every reply's MAC checked.
+A reader that fails the handshake, or that requires the secure channel (NAK 06) while no key
+is configured, is not online: `alive: false` with the reason, and a warning in the log.
+A reply carrying a security block outside a secure session, or a reply inside the session
+without a valid MAC, is refused (`security`) and the session is started again.
+
+Door inputs: `door_input` names the input whose state is `door_open` (agreed metric for
+every door sensor); the door rules watch access controllers like door contacts.
+Card reads emit `card` ("FACILITY:NUMBER", details in attrs) and, when `known_cards` is
+given, `access_granted` (a reading, so telemetry can carry it).
+
+Polling starts once the port is open (or after a short grace when it never opens): a
+reader is not reported unreachable because the gateway asked before its port was there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from hearthgate.core.codec import CodecError
 from hearthgate.core.durations import Duration
@@ -32,6 +51,8 @@ from hearthgate.core.options import Options
 from hearthgate.drivers import wiegand
 from hearthgate.drivers.base import ProtocolSpec
 from hearthgate.drivers.osdp_codec import (
+    MARK,
+    SOM,
     Command,
     DeviceIdentity,
     InputStatus,
@@ -46,6 +67,7 @@ from hearthgate.drivers.osdp_codec import (
     decode_nak,
     next_sequence,
 )
+from hearthgate.drivers.osdp_secure_codec import SCBK_D, SecureSession
 from hearthgate.drivers.serial_bus import BusDown, NoReply
 
 if TYPE_CHECKING:
@@ -56,6 +78,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hearthgate.osdp")
 
 _CARD_RE = re.compile(r"^\s*\d{1,5}\s*:\s*\d{1,5}\s*$")
+_SCBK_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
+STARTUP_GRACE = 5.0  # real seconds to wait for the port before the first poll
+REFUSED_RETRY = 5.0  # real seconds before asking a reader that refused us again
 
 
 class OSDPDeviceOptions(Options):
@@ -65,6 +90,9 @@ class OSDPDeviceOptions(Options):
     reply_timeout: Duration | None = Field(default=None, gt=0, le=5)
     unreachable_after: int = Field(default=3, ge=1, le=100)
     use_crc: bool = True
+    # Send the OSDP 2.2 mark byte (FF) before each command, as libosdp's control panel does.
+    # Replies are read with or without it either way.
+    mark_byte: bool = False
     # Which input (0 = first) is the door contact / exit button; null if not wired.
     door_input: int | None = Field(default=0, ge=0, le=63)
     exit_input: int | None = Field(default=1, ge=0, le=63)
@@ -72,6 +100,27 @@ class OSDPDeviceOptions(Options):
     door_open_when_active: bool = True
     # Cards let in ("FACILITY:NUMBER"); when given, each card read says granted or not.
     known_cards: tuple[str, ...] | None = None
+    # The reader's Secure Channel Base Key (32 hex digits, from `!secret`), or "default"
+    # for SCBK-D (a reader in install mode). Given: the secure channel is required.
+    scbk: SecretStr | None = None
+
+    @field_validator("scbk")
+    @classmethod
+    def _scbk(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip().replace(" ", "")
+        if text.lower() != "default" and not _SCBK_RE.match(text):
+            # Never echo the value: it is a secret.
+            raise ValueError("scbk must be 32 hex digits (16 bytes) or 'default'")
+        return SecretStr(text)
+
+    @property
+    def key(self) -> bytes | None:
+        if self.scbk is None:
+            return None
+        text = self.scbk.get_secret_value()
+        return SCBK_D if text.lower() == "default" else bytes.fromhex(text)
 
     @field_validator("known_cards")
     @classmethod
@@ -101,9 +150,24 @@ class _Peripheral:
     identity: DeviceIdentity | None = None
     capabilities: tuple[Any, ...] = ()
     state: dict[str, bool] = field(default_factory=dict)
+    session: SecureSession | None = None  # the secure channel, once the handshake is done
+    refused: str | None = None  # why this bring-up was refused, if it was
+    refusal_logged: str | None = None  # the last refusal logged (each is logged once)
+    retry_at: float = 0.0  # loop time before which a refusing reader is left alone
 
 
 class OSDPDriver:
+    """The control panel for every OSDP reader on one RS-485 bus.
+
+    Args:
+        bus: The serial bus the readers share; every exchange goes through it.
+        devices: The `osdp` devices on that bus (one reader each).
+        ctx: The gateway as the driver sees it.
+
+    `run()` polls every reader in turn until cancelled; see the module docstring for the
+    bring-up, the secure channel and what is reported.
+    """
+
     def __init__(self, bus: SerialBus, devices: list[DeviceConfig], ctx: DriverContext) -> None:
         self.bus = bus
         self.ctx = ctx
@@ -114,6 +178,12 @@ class OSDPDriver:
         self.poll_interval = min((p.options.poll for p in self.pds), default=1.0)
 
     async def run(self) -> None:
+        # Poll only once the port is open: asking before would report every reader
+        # unreachable (and raise device_offline) at each start. If it never opens, go on
+        # after a grace and let the failures say so.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STARTUP_GRACE):
+                await self.bus.wait_open()
         while True:
             for pd in self.pds:
                 await self.service(pd)
@@ -125,30 +195,93 @@ class OSDPDriver:
     async def service(self, pd: _Peripheral) -> None:
         """One round for one PD: bring it up if needed, else poll it."""
         if not pd.ready:
-            for code, data in (
-                (Command.ID, b"\x00"),
-                (Command.CAP, b"\x00"),
-                (Command.LSTAT, b""),
-                (Command.ISTAT, b""),
-            ):
-                if await self.transact(pd, code, data) is None:
-                    return
-            pd.ready = True
+            if asyncio.get_running_loop().time() < pd.retry_at:
+                return
+            await self._bring_up(pd)
             return
-        await self.transact(pd, Command.POLL)
+        if await self.transact(pd, Command.POLL) is not None:
+            self.ctx.set_reachable(pd.config, True)
 
-    async def transact(self, pd: _Peripheral, code: int, data: bytes = b"") -> OSDPPacket | None:
-        """Send one command, handle its reply; None when there was none worth having."""
+    async def _bring_up(self, pd: _Peripheral) -> None:
+        pd.session = None
+        pd.refused = None
+        for code, data in ((Command.ID, b"\x00"), (Command.CAP, b"\x00")):
+            if await self.transact(pd, code, data) is None or pd.refused:
+                return
+        key = pd.options.key
+        if key is not None and not await self._handshake(pd, key):
+            return
+        for code, data in ((Command.LSTAT, b""), (Command.ISTAT, b"")):
+            if await self.transact(pd, code, data) is None or pd.refused:
+                return
+        pd.ready = True
+        pd.refusal_logged = None
+        self.ctx.set_reachable(pd.config, True)
+
+    async def _handshake(self, pd: _Peripheral, key: bytes) -> bool:
+        session = SecureSession(key)
+        o = pd.options
+        try:
+            reply = await self.transact(
+                pd, 0, request=session.challenge(o.address, pd.sequence, o.use_crc)
+            )
+            if reply is None:
+                return False
+            session.accept_ccrypt(reply)
+            reply = await self.transact(
+                pd, 0, request=session.scrypt(o.address, pd.sequence, o.use_crc)
+            )
+            if reply is None:
+                return False
+            session.accept_rmac_i(reply)
+        except OSDPError as exc:
+            self._refuse(pd, "security", f"secure channel handshake failed: {exc.detail}")
+            return False
+        pd.session = session
+        log.info("osdp %s: secure channel established%s", pd.config.id,
+                 " with SCBK-D (install mode)" if key == SCBK_D else "")
+        return True
+
+    def _refuse(self, pd: _Peripheral, kind: str, why: str, data: bytes = b"") -> None:
+        """The reader answers but cannot be used: not online, with the reason, in the
+        log once per reason; asked again after a while (it may be reconfigured)."""
+        self.ctx.frame_error(pd.config.id, kind, data, why)
+        pd.ready = False
+        pd.session = None
+        pd.sequence = 0
+        pd.retry_at = asyncio.get_running_loop().time() + REFUSED_RETRY
+        if pd.refusal_logged != why:
+            log.warning("osdp %s: %s", pd.config.id, why, extra={"device_id": pd.config.id})
+        pd.refused = pd.refusal_logged = why
+        self.ctx.set_reachable(pd.config, False, why)
+
+    async def transact(
+        self, pd: _Peripheral, code: int, data: bytes = b"", *,
+        request: OSDPPacket | None = None,
+    ) -> OSDPPacket | None:
+        """Send one command (through the secure session when there is one), handle its
+        reply; None when there was none worth having."""
         dev = pd.config
-        request = OSDPPacket(
-            address=pd.options.address, code=code, data=data, sequence=pd.sequence,
-            use_crc=pd.options.use_crc,
-        )
+        if request is None:
+            request = OSDPPacket(
+                address=pd.options.address, code=code, data=data, sequence=pd.sequence,
+                use_crc=pd.options.use_crc,
+            )
+        session = pd.session
+        wire = session.seal(request) if session is not None else request.encode()
+        if pd.options.mark_byte:
+            wire = bytes([MARK]) + wire
         decoder = OSDPStreamDecoder()
+        ctx = self.ctx
 
         def parse(buf: bytearray) -> OSDPPacket | None:
             while (item := decoder.take(buf)) is not None:
                 if isinstance(item, CodecError):
+                    if item.kind == "garbage" and SOM not in item.data:
+                        # Noise before the reply's SOM: count it, keep reading the reply.
+                        ctx.frame_error(dev.id, "garbage", item.data, item.detail)
+                        continue
+                    # A damaged packet: fail now, so the retry (same sequence) comes soon.
                     raise _ReplyError("bad_packet", str(item), item.data)
                 if item.reply:  # not our own request echoed by a half-duplex adapter
                     return item
@@ -156,17 +289,18 @@ class OSDPDriver:
 
         try:
             reply = await self.bus.exchange(
-                request.encode(), parse, timeout=pd.options.reply_timeout, retries=0
+                wire, parse, timeout=pd.options.reply_timeout, retries=0
             )
         except NoReply:
-            self._failed(pd, "timeout", f"no reply to {_name(code)}")
+            self._failed(pd, "timeout", f"no reply to {_name(request.code)}")
             return None
         except BusDown as exc:
             pd.ready = False
+            pd.session = None
             self.ctx.set_reachable(dev, False, str(exc))
             return None
         except _ReplyError as exc:
-            self._failed(pd, exc.kind, f"{exc} (reply to {_name(code)})", exc.data)
+            self._failed(pd, exc.kind, f"{exc} (reply to {_name(request.code)})", exc.data)
             return None
         if reply.address != pd.options.address:
             self._failed(pd, "wrong_address", f"reply from address {reply.address}", reply.encode())
@@ -177,11 +311,49 @@ class OSDPDriver:
                 reply.encode(),
             )
             return None
+        plain = self._unwrap(pd, request, reply)
+        if plain is None:
+            return None
         pd.failures = 0
         pd.sequence = next_sequence(pd.sequence)
-        self.ctx.set_reachable(dev, True)
-        self.handle_reply(pd, reply)
-        return reply
+        self.handle_reply(pd, plain)
+        return None if pd.refused and plain.code == Reply.NAK else plain
+
+    def _unwrap(
+        self, pd: _Peripheral, request: OSDPPacket, reply: OSDPPacket
+    ) -> OSDPPacket | None:
+        """The reply as plain text, or None (refused and counted) when its security block
+        does not belong: outside a session only the handshake's replies may carry one."""
+        session = pd.session
+        if session is None:
+            handshake = request.scb is not None and reply.scb_type in (0x12, 0x14)
+            if reply.scb is not None and not handshake:
+                self._security_failure(pd, "a security block outside a secure session", reply)
+                return None
+            return reply
+        if reply.scb is None and reply.code == Reply.NAK:
+            # The reader dropped the session (libosdp answers so after a MAC it rejects):
+            # start over rather than poll into a dead session.
+            self._security_failure(pd, "the reader left the secure channel", reply)
+            return None
+        try:
+            return session.open(reply)
+        except OSDPError as exc:
+            self._security_failure(pd, exc.detail, reply)
+            return None
+
+    def _security_failure(self, pd: _Peripheral, why: str, reply: OSDPPacket) -> None:
+        self.ctx.frame_error(pd.config.id, "security", reply.encode(),
+                             f"{why} (reply {reply.code:02X})")
+        # Nothing in the reply is believed; the session (its MAC chain) starts again.
+        pd.session = None
+        pd.ready = False
+        pd.sequence = 0
+        pd.failures += 1
+        if pd.failures >= pd.options.unreachable_after:
+            self.ctx.set_reachable(
+                pd.config, False, f"{pd.failures} failed exchanges in a row (last: {why})"
+            )
 
     def _failed(self, pd: _Peripheral, kind: str, detail: str, data: bytes = b"") -> None:
         # The sequence number is kept: the PD will repeat its last reply to the retry.
@@ -189,6 +361,7 @@ class OSDPDriver:
         pd.failures += 1
         if pd.failures >= pd.options.unreachable_after:
             pd.ready = False
+            pd.session = None
             pd.sequence = 0
             self.ctx.set_reachable(
                 pd.config, False, f"{pd.failures} failed exchanges in a row (last: {detail})"
@@ -202,6 +375,16 @@ class OSDPDriver:
                     pass
                 case Reply.NAK:
                     code = decode_nak(reply.data)
+                    if code == NakCode.ENCRYPTION_REQUIRED and pd.session is None:
+                        # Without a key no card can ever arrive: not online, and why.
+                        self._refuse(
+                            pd, "nak",
+                            "the reader requires the secure channel (NAK 06), but no scbk"
+                            " is configured for it" if pd.options.key is None else
+                            "the reader requires the secure channel (NAK 06)",
+                            reply.data,
+                        )
+                        return
                     self.ctx.frame_error(dev.id, "nak", reply.data, _nak_name(code))
                     if code == NakCode.BAD_SEQUENCE:
                         pd.sequence = 0
@@ -251,9 +434,16 @@ class OSDPDriver:
         else:
             value = f"raw:{raw.bits.hex()}"
             attrs.update(format="raw", bits=raw.bits.hex())
+        granted = None
         if pd.options.known_cards is not None:
-            attrs["granted"] = value in pd.options.known_cards
-        self.ctx.emit(pd.config, "card", value, attrs=attrs)
+            granted = value in pd.options.known_cards
+            attrs["granted"] = granted
+        now = self.ctx.clock.now()
+        self.ctx.emit(pd.config, "card", value, at=now, attrs=attrs)
+        if granted is not None:
+            # A reading of its own, so telemetry (which carries values) can carry it.
+            self.ctx.emit(pd.config, "access_granted", granted, at=now,
+                          attrs={"card": value})
 
 
 def _name(code: int) -> str:

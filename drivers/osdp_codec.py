@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from hearthgate.core.codec import CodecError, StartLengthDecoder
 
 SOM = 0x53
+MARK = 0xFF  # OSDP 2.2 mark byte, may precede SOM
 BROADCAST = 0x7F
 REPLY_BIT = 0x80
 CTRL_SQN = 0x03
@@ -198,6 +199,9 @@ class OSDPStreamDecoder(StartLengthDecoder[OSDPPacket]):
 
     error = OSDPError
     start = SOM
+    # The mark byte OSDP 2.2 puts before a packet (libosdp's control panel sends it and its
+    # readers echo it): skipped without a word, like a meter's FE preamble.
+    filler = bytes([MARK])
     max_frame = MAX_PACKET
 
     def frame_length(self, head: bytes) -> int | None:
@@ -235,6 +239,9 @@ class RawCardRead:
         if len(data) < 4:
             raise OSDPError("payload", f"RAW needs at least 4 bytes, got {len(data)}", data)
         bit_count = int.from_bytes(data[2:4], "little")
+        if bit_count == 0:
+            # Not a card that was refused: a read that carries nothing is bad input.
+            raise OSDPError("payload", "RAW card read with 0 bits", data)
         bits = bytes(data[4:])
         if len(bits) != (bit_count + 7) // 8:
             raise OSDPError(

@@ -33,6 +33,7 @@ class DeviceState:
     battery: float | None = None
     linkquality: float | None = None
     values: dict[str, ObservationValue] = field(default_factory=dict)
+    why: str | None = None  # why its driver reports it unreachable (an OSDP reader's refusal)
 
     def online(self, now: Instant) -> bool:
         if self.last_seen is None or self.alive is False:
@@ -66,6 +67,7 @@ class DeviceHealth:
             return
         if obs.metric == "alive":
             state.alive = bool(obs.value)
+            state.why = None if obs.value else str(obs.attrs.get("reason") or "") or None
             if obs.value is False:
                 return  # "unreachable" is not a sign of life
         else:
@@ -105,6 +107,7 @@ class DeviceHealth:
                     "kind": s.device.kind,
                     "protocol": s.device.protocol,
                     "online": s.online(now),
+                    "why": None if s.online(now) else s.why,
                     "last_seen": isoformat(s.last_seen.wall, self.tz) if s.last_seen else None,
                     "battery": s.battery,
                     "linkquality": s.linkquality,

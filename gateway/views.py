@@ -133,6 +133,7 @@ def print_devices(
         merged.append({
             "device_id": device.id, "site_id": device.site, "kind": device.kind,
             "protocol": device.protocol, "online": bool(state.get("online", False)),
+            "why": state.get("why"),
             "last_seen": state.get("last_seen"), "battery": state.get("battery"),
             "linkquality": state.get("linkquality"), "values": state.get("values", {}),
         })
@@ -150,7 +151,8 @@ def print_devices(
         [
             [
                 d["device_id"], d["site_id"], d["kind"], d["protocol"],
-                "yes" if d["online"] else "NO", _ago(d["last_seen"], now),
+                "yes" if d["online"] else f"NO: {d['why']}" if d.get("why") else "NO",
+                _ago(d["last_seen"], now),
                 "-" if d["battery"] is None else f"{d['battery']:.0f}%",
                 "-" if d["linkquality"] is None else f"{d['linkquality']:.0f}",
                 last_value(d["values"]),

@@ -19,6 +19,7 @@ from pydantic import Field
 from hearthgate.core.durations import Duration, TimeRange, TimeRangeField
 from hearthgate.core.model import Instant, Observation, Severity
 from hearthgate.rules.base import (
+    DOOR_KINDS,
     Clear,
     Raise,
     Rule,
@@ -274,7 +275,7 @@ class NoExitOptions(AbsenceOptions):
 class NoExitRule(AbsenceRule):
     type_name: ClassVar[str] = "no_exit"
     default_severity = Severity.MEDIUM
-    sensor_kinds = ("door_contact",)
+    sensor_kinds = DOOR_KINDS
     event_key = "last_open_at"
 
     def is_sign_of_life(self, obs: Observation) -> bool:
@@ -304,7 +305,7 @@ RULE_SPECS = (
         description="no motion for `window`, counting only `active_hours` while home",
     ),
     RuleSpec(
-        "no_exit", NoExitOptions, NoExitRule, kinds=frozenset({"door_contact"}),
+        "no_exit", NoExitOptions, NoExitRule, kinds=frozenset(DOOR_KINDS),
         description="the door has not opened for `window`",
     ),
 )

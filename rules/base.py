@@ -33,6 +33,12 @@ class RuleOptions(Options):
     devices: tuple[str, ...] | None = None
 
 
+# Device kinds that report `door_open`: door contacts, and door controllers (an OSDP
+# reader's door input). Every door rule (door_night, door_held_open, no_exit) watches all
+# of them: a door is a door, whatever reports it.
+DOOR_KINDS: tuple[str, ...] = ("door_contact", "access_controller")
+
+
 @dataclass(frozen=True, slots=True)
 class SiteDevice:
     id: str

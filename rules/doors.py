@@ -10,6 +10,7 @@ from pydantic import Field
 from hearthgate.core.durations import Duration, TimeRange, TimeRangeField
 from hearthgate.core.model import Instant, Observation, Severity
 from hearthgate.rules.base import (
+    DOOR_KINDS,
     Clear,
     Raise,
     Rule,
@@ -73,7 +74,7 @@ class DoorNightRule(_TimedAlertRule):
     def __init__(self, site: RuleSite, options: DoorNightOptions) -> None:
         super().__init__(site, options)
         self.schedule = Schedule(options.quiet_hours, site.timezone)
-        self.doors = self.watched("door_contact")
+        self.doors = self.watched(*DOOR_KINDS)
 
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         if obs.device_id not in self.doors or obs.metric != "door_open" or obs.value is not True:
@@ -103,7 +104,7 @@ class DoorHeldOpenRule(Rule):
 
     def __init__(self, site: RuleSite, options: DoorHeldOpenOptions) -> None:
         super().__init__(site, options)
-        self.doors = self.watched("door_contact")
+        self.doors = self.watched(*DOOR_KINDS)
         self.opened: dict[str, tuple[float, str]] = {}  # door -> (mono, ISO) while open
         self.raised: set[str] = set()
 
@@ -218,12 +219,12 @@ class AccessDeniedRepeatedRule(_TimedAlertRule):
 
 RULE_SPECS = (
     RuleSpec(
-        "door_night", DoorNightOptions, DoorNightRule, kinds=frozenset({"door_contact"}),
+        "door_night", DoorNightOptions, DoorNightRule, kinds=frozenset(DOOR_KINDS),
         description="a door opens inside `quiet_hours`; clears after `cooldown`",
     ),
     RuleSpec(
         "door_held_open", DoorHeldOpenOptions, DoorHeldOpenRule,
-        kinds=frozenset({"door_contact"}),
+        kinds=frozenset(DOOR_KINDS),
         description="a door stays open longer than `after`",
     ),
     RuleSpec(

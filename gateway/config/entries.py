@@ -89,6 +89,11 @@ class Entries:
             name,
             skip=("protocol", "kind"),
         )
+        if checked is not None and kind_ok and isinstance(kind, str):
+            problem = checked.options.kind_problem(kind)
+            if problem is not None:
+                report.error(locate((problem[0],)), f"{name}: {problem[1]}")
+                return None
         return checked if spec and options is not None and kind_ok else None
 
     def rule(

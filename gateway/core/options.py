@@ -20,6 +20,11 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def kind_problem(self, kind: str) -> tuple[str, str] | None:
+        """`(key, message)` when a key given here makes no sense for a device of `kind`
+        (the config loader reports it at that key); None when all is well."""
+        return None
+
 
 class Section(BaseModel):
     """Base of every config section: frozen, unknown keys are errors."""

@@ -93,6 +93,9 @@ class CJT188Meter(SimulatedMeter):
     valve: Literal["open", "closed", "abnormal"] = "open"
     battery_low: bool = False
     meter_time: datetime | None = None
+    # Like many real meters: FF-fill the fields it does not keep (the settlement-day total,
+    # the clock, ST) instead of sending BCD (docs/protocols.md, CJ/T 188).
+    pads: bool = False
 
     def consume(self, hours: float) -> None:
         if self.valve == "open":
@@ -107,6 +110,11 @@ class CJT188Meter(SimulatedMeter):
                 f"{self.settlement_m3:.2f}")
         code = cjt188_codec.UNIT_CODES[self.unit]
         layout = cjt188_codec.STATUS_LAYOUTS[self.status_layout]
+        if self.pads:
+            return cjt188_codec.FlowReading(
+                ser=ser, total=total, total_unit=code, settlement=None, settlement_unit=code,
+                meter_time=None, status=None,
+            )
         return cjt188_codec.FlowReading(
             ser=ser, total=total, total_unit=code, settlement=settlement, settlement_unit=code,
             meter_time=self.meter_time or datetime(2024, 5, 17, 8, 30),

@@ -29,7 +29,22 @@ PUB_RX = h(
     " 00 00 00 00 00 00 00 00 FF 85 16"
 )
 ADDRESS_TX = h("68 AA AA AA AA AA AA AA AA 03 03 81 0A 00 49 16")
-EXAMPLES = [READ_TX, READ_RX, ERROR_RX, PUB_TX, PUB_RX, ADDRESS_TX]
+# Published by other projects (docs/protocols.md, CJ/T 188, "Frames from other projects"):
+# a meter that FF-fills the settlement-day total and the clock, and replies with DI 1F 90.
+PADDED_RX = h(
+    "FE FE 68 10 45 41 10 05 15 33 78 81 16 90 1F AA 00 59 59 00 2C FF FF FF FF 2C"
+    " FF FF FF FF FF FF FF 00 00 C2 16"
+)
+LOW_FIRST_RX = h(
+    "68 10 44 33 22 11 00 33 78 81 16 1F 90 00 00 77 66 55 2C 00 77 66 55 2C"
+    " 31 01 22 11 05 15 20 21 84 13 16"
+)
+ZERO_TIME_RX = h(
+    "FE FE 68 10 26 13 06 07 00 33 78 81 16 1F 90 04 00 68 00 00 2C 00 00 00 00 2C"
+    " 00 00 00 00 00 00 00 00 00 73 16"
+)
+EXAMPLES = [READ_TX, READ_RX, ERROR_RX, PUB_TX, PUB_RX, ADDRESS_TX, PADDED_RX, LOW_FIRST_RX,
+            ZERO_TIME_RX]
 
 
 def test_address_is_sent_low_byte_first() -> None:
@@ -63,6 +78,47 @@ def test_published_pair() -> None:
     assert reading.meter_time is None  # the meter sends zeros: no date
     assert reading.status == b"\x00\xff"
     assert codec.encode_flow_reply(0x10, address, reading) == PUB_RX
+
+
+def test_ff_filled_fields_are_not_supported_not_a_broken_frame() -> None:
+    frame = codec.decode_frame(PADDED_RX)
+    assert frame.address == "78331505104145"
+    reading = codec.decode_reply(frame)
+    assert reading == FlowReading(
+        ser=0xAA, total=Decimal("5959.00"), total_unit=0x2C, settlement=None,
+        settlement_unit=0x2C, meter_time=None, status=b"\0\0",
+    )
+    # and our own encoder writes "not supported" the same way
+    assert codec.encode_flow_reply(0x10, frame.address, reading, preamble=2) == PADDED_RX
+    padded_st = FlowReading(1, Decimal("1.00"), 0x2C, None, 0x2C, None, None)
+    raw = codec.encode_flow_reply(0x10, ADDR, padded_st)
+    assert raw[-4:-2] == b"\xff\xff"
+    assert codec.decode_reply(codec.decode_frame(raw)) == padded_st
+
+
+def test_a_field_only_partly_ff_is_still_corrupt() -> None:
+    data = bytearray(codec.decode_frame(READ_RX).data)
+    data[8:12] = h("00 FF 01 00")  # settlement total with one FF byte among BCD digits
+    raw = codec.encode_frame(CJT188Frame(0x10, ADDR, 0x81, bytes(data)))
+    with pytest.raises(FrameError, match="not BCD"):
+        codec.decode_reply(codec.decode_frame(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "address", "total", "moment"),
+    [
+        (LOW_FIRST_RX, "78330011223344", Decimal("556677.00"), datetime(2015, 5, 11, 22, 1, 31)),
+        (ZERO_TIME_RX, "78330007061326", Decimal("68.00"), None),
+    ],
+)
+def test_frames_published_by_other_projects(
+    raw: bytes, address: str, total: Decimal, moment: datetime | None
+) -> None:
+    frame = codec.decode_frame(raw)
+    assert frame.address == address
+    reading = codec.decode_reply(frame)
+    assert isinstance(reading, FlowReading)
+    assert (reading.total, reading.total_unit, reading.meter_time) == (total, 0x2C, moment)
 
 
 def test_error_reply() -> None:
@@ -173,7 +229,9 @@ def test_round_trip(meter_type: int, address: str, ser: int, total: Decimal,
         codec.read_request(meter_type, address, ser, di_order=order, preamble=preamble)))
     assert (request.address, request.ser, request.di, request.di_order) == (
         address, ser, codec.DI_CURRENT_FLOW, order)
-    reading = FlowReading(ser, total, unit, settlement, unit, moment, status)
+    # ST of FF FF is "not supported" and decodes as None
+    reading = FlowReading(ser, total, unit, settlement, unit, moment,
+                          None if status == b"\xff\xff" else status)
     raw = codec.encode_flow_reply(meter_type, address, reading, di_order=order,
                                   preamble=preamble)
     frame = codec.decode_frame(raw)

@@ -135,3 +135,30 @@ async def test_garbage_between_polls_never_crashes(
         await wait_until(lambda: len(rb.values("power-301", "energy_total_kwh")) == 4)
         assert rb.values("power-301", "alive") == [True]
         assert rb.values("water-301", "alive") == [True]
+
+
+async def test_a_meter_that_pads_publishes_its_total(
+    sim: MeterBusSimulator, clock: SimulatedClock
+) -> None:
+    meter = sim.meters[1]
+    assert isinstance(meter, CJT188Meter)
+    meter.pads = True  # settlement total, clock and ST are FF-filled, as real meters send
+    async with running_bus(meter_config(sim.path, [WATER]), clock) as rb:
+        await wait_until(lambda: rb.values("water-301", "water_total_m3") != [])
+        assert rb.values("water-301", "water_total_m3") == [50.0]
+        assert rb.values("water-301", "alive") == [True]
+        # ST is not supported: no invented valve fault or low battery
+        assert rb.values("water-301", "valve_fault") == []
+        assert rb.values("water-301", "battery_low") == []
+        assert errors(rb, "water-301") == {}
+
+
+async def test_a_reply_not_understood_says_so_not_no_reply(
+    sim: MeterBusSimulator, clock: SimulatedClock
+) -> None:
+    sim.meters[1].fault = "bad_checksum"  # every reply arrives, none is usable
+    async with running_bus(meter_config(sim.path, [WATER]), clock) as rb:
+        await wait_until(lambda: rb.values("water-301", "alive") == [False])
+        alive = next(o for o in rb.observations if o.metric == "alive")
+        assert alive.attrs["reason"].startswith("reply not understood: checksum")
+        assert "no reply" not in alive.attrs["reason"]

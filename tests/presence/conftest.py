@@ -13,6 +13,7 @@ from hearthgate.config import GatewayConfig, parse_config_data
 from hearthgate.core.clock import Clock
 from hearthgate.core.model import Observation
 from hearthgate.drivers.base import DriverContext
+from hearthgate.drivers.osdp_codec import OSDPPacket, OSDPStreamDecoder
 from hearthgate.simulators.links import PtyLink
 
 
@@ -63,3 +64,15 @@ async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None
     async with asyncio.timeout(within):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+async def scripted_pd(pty: PtyLink, answer: Callable[[OSDPPacket], bytes | None]) -> None:
+    """An OSDP reader that answers each command on `pty` with what `answer` returns
+    (nothing: silence), for replies no real reader would send."""
+    decoder = OSDPStreamDecoder()
+    while True:
+        for item in decoder.feed(await pty.read()):
+            if isinstance(item, OSDPPacket):
+                out = answer(item)
+                if out:
+                    pty.write(out)

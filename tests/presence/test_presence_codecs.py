@@ -280,7 +280,7 @@ def test_rflink_line() -> None:
         b"20;45;EV1527;IDX;",
         b"20;45;EV1527;ID=1\x00;",
         b"20;45;\xff\xfe;ID=1;",
-        b"20;45;EV1527;ID=1;" + b"A=B;" * 200,
+        b"20;45;EV1527;ID=1;" + b"A=B;" * 300,  # over 1 KiB
         b"20;45;ID=3;",
     ],
 )
@@ -329,7 +329,8 @@ pairs_st = st.dictionaries(
 @given(st.integers(0, 255), st.from_regex(r"[A-Za-z][A-Za-z0-9 ]{0,15}", fullmatch=True), pairs_st)
 def test_rflink_round_trip(counter: int, protocol: str, fields: dict[str, str]) -> None:
     protocol = protocol.strip() or "X"
-    packet = RFLinkPacket(counter=counter, protocol=protocol, fields=fields)
+    kind = "device" if "ID" in fields else "status"  # a radio packet carries an ID
+    packet = RFLinkPacket(counter=counter, protocol=protocol, fields=fields, kind=kind)
     assert parse_line(encode_line(packet)) == packet
 
 
@@ -361,3 +362,18 @@ def test_rflink_mutated_lines(data: st.DataObject) -> None:
         RFLinkMatch.parse(text)
     except RFLinkError:
         pass
+
+
+def test_a_zero_bit_card_read_is_bad_input_not_a_card() -> None:
+    with pytest.raises(OSDPError, match="0 bits"):
+        RawCardRead.decode(bytes([0, 1, 0, 0]))
+
+
+def test_mark_bytes_and_noise_before_som() -> None:
+    decoder = OSDPStreamDecoder()
+    out = list(decoder.feed(b"\xff" + ACK + b"\xff\xff" + ACK))
+    assert [type(x) for x in out] == [OSDPPacket, OSDPPacket]  # the mark byte is no error
+    out = list(OSDPStreamDecoder().feed(b"\x00\x13\xff" + ACK))
+    assert isinstance(out[0], OSDPError) and out[0].kind == "garbage"
+    assert out[0].data == b"\x00\x13"  # the mark byte belongs to the packet
+    assert out[1:] == [decode_packet(ACK)]

@@ -17,7 +17,6 @@ from hearthgate.drivers.osdp import OSDPDriver
 from hearthgate.drivers.osdp_codec import (
     Command,
     OSDPPacket,
-    OSDPStreamDecoder,
     RawCardRead,
     Reply,
 )
@@ -25,7 +24,13 @@ from hearthgate.registry import STANDARD
 from hearthgate.simulators.links import PtyLink
 from hearthgate.simulators.osdp import OSDPBusSimulator, OSDPPeripheral
 from hearthgate.simulators.scenario import devices_from_config, parse_scenario, play
-from tests.presence.conftest import Collector, make_config, make_ctx, wait_until
+from tests.presence.conftest import (
+    Collector,
+    make_config,
+    make_ctx,
+    scripted_pd,
+    wait_until,
+)
 
 FAST = {"poll": "20ms", "reply_timeout": "100ms"}
 
@@ -150,15 +155,6 @@ async def test_damaged_reply_is_repeated_not_lost(pty: PtyLink) -> None:
         assert rig.sink.values("alive") == [True]
 
 
-async def _scripted_pd(pty: PtyLink, answer: Callable[[OSDPPacket], bytes | None]) -> None:
-    decoder = OSDPStreamDecoder()
-    while True:
-        for item in decoder.feed(await pty.read()):
-            if isinstance(item, OSDPPacket):
-                out = answer(item)
-                if out:
-                    pty.write(out)
-
 
 async def test_bad_replies_are_counted_never_crash(pty: PtyLink) -> None:
     script = [
@@ -182,7 +178,7 @@ async def test_bad_replies_are_counted_never_crash(pty: PtyLink) -> None:
         return OSDPPacket(1, Reply.ACK, sequence=p.sequence, reply=True).encode()
 
     devices = [{"id": "gate-a", "address": 1, "unreachable_after": 10}]
-    async with running(pty, devices, lambda: _scripted_pd(pty, answer)) as rig:
+    async with running(pty, devices, lambda: scripted_pd(pty, answer)) as rig:
         await wait_until(lambda: len(served) > len(script) + 6)
         errs = {k: n for (d, k), n in rig.ctx.errors.items() if d == "gate-a"}
         assert errs == {"bad_packet": 2, "wrong_address": 1, "wrong_sequence": 1, "nak": 1,

@@ -416,6 +416,36 @@ def test_door_held_open(harness: Build) -> None:
     assert len(cleared(h.obs("door-1", "door_open", False), "door_held_open")) == 1
 
 
+def test_every_door_rule_watches_a_controllers_door_input(harness: Build) -> None:
+    # An OSDP reader's door input reports door_open like a contact (agreed metric): the
+    # door rules watch any device that reports it, not only kind door_contact.
+    h = harness([{"type": "door_night", "quiet_hours": "22:00-06:00"},
+                 {"type": "door_held_open", "after": "10m"}],
+                start=local("Asia/Shanghai", 2026, 11, 22, 23, 0))
+    got = h.obs("gate-1", "door_open", True)
+    assert [(t.type, t.device_ids) for t in raised(got)] == [("door_night", ("gate-1",))]
+    got = h.advance(11 * M)
+    assert [t.device_ids for t in raised(got, "door_held_open")] == [("gate-1",)]
+    assert len(cleared(h.obs("gate-1", "door_open", False), "door_held_open")) == 1
+
+
+def test_no_exit_counts_a_controllers_door_input(harness: Build) -> None:
+    h = harness([{"type": "no_exit", "window": "3d"}])
+    life = Life(h)
+    h.obs("pir-1", "motion", True)
+    assert raised(life.run(24 * H, step=15 * M)) == []
+    # a day later the resident goes out through the reader's door: a new 3-day window
+    h.obs("gate-1", "door_open", True)
+    h.obs("gate-1", "door_open", False)
+    h.advance(5 * M)
+    h.obs("pir-1", "motion", True)  # back inside: home, so no_exit is watching
+    got = life.run(71 * H, step=15 * M)
+    assert raised(got) == []
+    got = life.run(2 * H, step=15 * M)
+    assert len(raised(got, "no_exit")) == 1
+    assert len(cleared(h.obs("gate-1", "door_open", True), "no_exit")) == 1
+
+
 def test_access_denied_repeated(harness: Build) -> None:
     h = harness([{"type": "access_denied_repeated", "count": 3, "within": "5m"}])
     for _ in range(3):  # spread out: never 3 within 5 min
