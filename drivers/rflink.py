@@ -162,4 +162,6 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"serial"}),
     create=_create,
     description="433 MHz SOS buttons, PIRs and door contacts via an RFLink receiver",
+    address=("match",),
+    parities=frozenset({"N"}),
 )
