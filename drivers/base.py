@@ -134,4 +134,9 @@ class ProtocolSpec:
     # Builds one driver for all devices of this protocol on one bus.
     create: Callable[[Any, list[DeviceConfig], DriverContext], Driver]
     description: str = ""
+    # The device keys that tell two devices of this protocol on one bus apart (a meter's
+    # `address`, a zigbee2mqtt `topic`): `hearthgate check` refuses two devices sharing them.
+    address: tuple[str, ...] = ()
+    # Parities its devices use on a serial line; `check` warns about any other. Empty: any.
+    parities: frozenset[str] = frozenset()
 

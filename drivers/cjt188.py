@@ -1,6 +1,6 @@
 """The `cjt188` protocol: CJ/T 188-2004 water meters on a `serial` (RS-485) bus.
 
-Device keys: `address` (14 digits from the nameplate; shorter is zero-padded), `poll`
+Device keys: `address` (all 14 digits from the nameplate, in quotes; `check` refuses fewer), `poll`
 (default 5m), `meter_type` (default `cold_water`), `di_order` (`high_first` sends DI 901F as
 `90 1F`, `low_first` as `1F 90`; replies are accepted either way), `status` (where the model
 keeps valve and battery bits: `standard`, `high_bits`, or `none`), `preamble` (FE bytes,
@@ -117,4 +117,6 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"serial"}),
     create=_create,
     description="CJ/T 188-2004 water meters (China) on RS-485",
+    address=("address",),
+    parities=frozenset({"E"}),
 )

@@ -1,6 +1,6 @@
 """The `dlt645` protocol: DL/T 645-2007 electricity meters on a `serial` bus.
 
-Device keys: `address` (12 digits from the nameplate; shorter is zero-padded), `poll`
+Device keys: `address` (all 12 digits from the nameplate, in quotes; `check` refuses fewer), `poll`
 (default 5m), `read` (which values to read each poll), `energy` (`forward` active energy,
 the usual choice, or `combined`), `preamble` (FE bytes before each request, default 4),
 `max_rate` (kWh per hour a total may plausibly grow; default 50).
@@ -86,4 +86,6 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"serial"}),
     create=_create,
     description="DL/T 645-2007 electricity meters (China) on RS-485",
+    address=("address",),
+    parities=frozenset({"E"}),
 )

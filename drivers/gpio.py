@@ -217,4 +217,5 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"gpio"}),
     create=_create,
     description="a PIR (motion) or reed switch (door) wired to a GPIO pin",
+    address=("pin",),
 )

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from hearthgate.core.codec import CodecError, StreamDecoder
 from hearthgate.core.durations import Duration
 from hearthgate.core.model import ObservationValue
-from hearthgate.core.options import DeviceConfig, Options
+from hearthgate.core.options import DeviceConfig, OptionError, Options
 from hearthgate.drivers.base import DriverContext
 from hearthgate.drivers.meter_sense import DEFAULT_MAX_RATE_PER_HOUR, CumulativeSense
 from hearthgate.drivers.serial_bus import BusError, NoReply, SerialBus
@@ -54,12 +54,27 @@ class BCDMeterOptions(Options):
     @field_validator("address", mode="before")
     @classmethod
     def _address(cls, value: object) -> str:
+        # All the digits, as on the nameplate: padding a short address would hide a
+        # dropped digit, and the gateway would poll a meter that is not there.
+        digits = len(cls.codec.normalize_address("0"))
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise ValueError("address must be the meter's number from its nameplate")
         try:
-            return str(cls.codec.normalize_address(value))
+            normal = str(cls.codec.normalize_address(value))
         except cls.codec.FrameError as exc:
             raise ValueError(exc.detail) from None
+        if isinstance(value, int):
+            raise OptionError(
+                f"the address {value} is a number: a meter address has {digits} digits",
+                f'write it in quotes with its leading zeros: "{normal}"',
+            )
+        if len(value.strip()) != digits:
+            raise OptionError(
+                f"the address '{value}' has {len(value.strip())} digits, not {digits}",
+                f'write all {digits} digits with the leading zeros: "{normal}"'
+                " (check the nameplate for a dropped digit)",
+            )
+        return normal
 
 
 class PollFailed(BusError):

@@ -317,4 +317,6 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"serial"}),
     create=_create,
     description="Modbus RTU meters (Eastron SDM120/SDM630 or a register map)",
+    address=("unit",),
+    parities=frozenset({"N", "E"}),
 )

@@ -473,4 +473,6 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"serial"}),
     create=_create,
     description="OSDP card readers and door controllers on RS-485 (the gateway polls them)",
+    address=("address",),
+    parities=frozenset({"N"}),
 )

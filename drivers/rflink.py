@@ -295,4 +295,6 @@ PROTOCOL = ProtocolSpec(
     create=_create,
     description="433 MHz SOS buttons, PIRs, door contacts and smoke alarms via an RFLink "
     "receiver",
+    address=("match",),
+    parities=frozenset({"N"}),
 )

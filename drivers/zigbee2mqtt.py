@@ -627,4 +627,5 @@ PROTOCOL = ProtocolSpec(
     bus_types=frozenset({"mqtt"}),
     create=_create,
     description="Zigbee devices through zigbee2mqtt on a local broker",
+    address=("topic",),
 )

@@ -46,6 +46,7 @@ class AbsenceOptions(RuleOptions):
 
 
 class AbsenceRule(Rule):
+    absence: ClassVar[bool] = True
     sensor_kinds: ClassVar[tuple[str, ...]] = ()
     event_key: ClassVar[str] = "last_event_at"
     options: AbsenceOptions

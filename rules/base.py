@@ -97,6 +97,9 @@ class Rule(ABC):
     default_cooldown: ClassVar[float] = 0.0
     # sos/fall: only a person can clear them, by acknowledging on the platform.
     clear_on_ack: ClassVar[bool] = False
+    # An absence rule notices a resident who stops living as usual (no water, no motion,
+    # no exit) without anyone pressing a button; `check` and coverage ask for one per site.
+    absence: ClassVar[bool] = False
 
     def __init__(self, site: RuleSite, options: RuleOptions) -> None:
         self.site = site

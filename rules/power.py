@@ -38,6 +38,7 @@ class NoPowerUseRule(Rule):
     """
 
     type_name: ClassVar[str] = "no_power_use"
+    absence: ClassVar[bool] = True
     default_severity = Severity.MEDIUM
     options: NoPowerUseOptions
 

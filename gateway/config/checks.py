@@ -12,10 +12,17 @@ import ipaddress
 from hearthgate.config.models import ConfigProblem, GatewayConfig, SiteConfig
 from hearthgate.config.positions import Loc, SourceMap
 from hearthgate.config.reporting import problem_at
+from hearthgate.config.safety import feeding_kinds, feeding_text, is_explicit, unfed
 from hearthgate.config.sites import RuleOrigins
 from hearthgate.core.durations import format_duration
 from hearthgate.core.options import DeviceConfig
 from hearthgate.rules.base import RuleSpec
+
+# What meters and 433 MHz receivers are set to; anything else is most likely a typo.
+STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+PARITY_NAMES = {"N": "none", "E": "even", "O": "odd"}
+# Device kinds a resident can call for help with.
+HELP_RULES = ("sos", "fall")
 
 
 def review(
@@ -50,16 +57,91 @@ class _Review:
         for i, bus in enumerate(cfg.buses):
             if bus.id not in used_buses:
                 self.warn(("buses", i, "id"), f"bus '{bus.id}' has no devices")
+        for i, bus in enumerate(cfg.buses):
+            self._serial_line(i, bus.id, bus.options)
         for si, site in enumerate(cfg.sites):
             devices = [(i, d) for i, d in enumerate(cfg.devices) if d.site == site.id]
+            unwatchable = self._unwatchable(si, site, [d for _, d in devices])
             for spec in cfg.registry.rules.values():
-                self._expected(si, site, devices, spec)
+                self._expected(si, site, devices, spec, unwatchable)
+            self._profile_off(si, site, [d for _, d in devices])
             self._poll_vs_window(si, site, devices)
         self._uplink()
         return self.out
 
+    def _serial_line(self, i: int, bus_id: str, options: object) -> None:
+        baud = getattr(options, "baudrate", None)
+        if isinstance(baud, int) and baud not in STANDARD_BAUD_RATES:
+            near = min(STANDARD_BAUD_RATES, key=lambda r: abs(r - baud))
+            self.warn(
+                ("buses", i, "baudrate"),
+                f"bus '{bus_id}': baudrate {baud} is not a rate meters or receivers use",
+                f"did you mean {near}? (standard rates: "
+                f"{', '.join(map(str, STANDARD_BAUD_RATES))})",
+            )
+        parity = getattr(options, "parity", None)
+        if not isinstance(parity, str):
+            return
+        for d in self.config.devices:
+            spec = self.config.registry.protocols.get(d.protocol)
+            if d.bus != bus_id or spec is None or not spec.parities or parity in spec.parities:
+                continue
+            usual = " or ".join(PARITY_NAMES.get(p, p) for p in sorted(spec.parities))
+            written = self.smap.values.get(("buses", i, "parity")) is not None
+            self.warn(
+                ("buses", i, "parity" if written else "id"),
+                f"bus '{bus_id}': parity {PARITY_NAMES.get(parity, parity)}"
+                f"{'' if written else ' (the default)'} is unusual for {d.protocol}"
+                f" devices (device '{d.id}'), which use {usual}",
+                f"set parity: {sorted(spec.parities)[0]} unless the device's manual says"
+                " otherwise",
+            )
+            return
+
+    def _unwatchable(self, si: int, site: SiteConfig, devices: list[DeviceConfig]) -> bool:
+        """Warn when nothing can raise an alert about the site's resident (a shared area,
+        with no `resident:`, has none to watch)."""
+        if site.resident is None:
+            return False
+        rules = self.config.registry.rules
+        help_kinds: frozenset[str] = frozenset().union(
+            *(feeding_kinds(rules[n]) for n in HELP_RULES if n in rules)
+        )
+        if any(d.kind in help_kinds for d in devices):
+            return False
+        for rule in site.rules:
+            spec = rules.get(rule.type)
+            if spec is not None and spec.cls.absence and not unfed(spec, devices):
+                return False
+        self.warn(
+            ("sites", si, "id"),
+            f"site '{site.id}' has no SOS device and no absence rule: nothing can raise an"
+            " alert about its resident",
+            "add an sos_button to the site, or a rule such as {type: inactivity, window: 4h}"
+            " with a motion sensor",
+        )
+        return True
+
+    def _profile_off(self, si: int, site: SiteConfig, devices: list[DeviceConfig]) -> None:
+        """One line per site: the profile's rules that no device of the site can feed."""
+        if site.profile is None:
+            return
+        off = []
+        for k, rule in enumerate(site.rules):
+            spec = self.config.registry.rules.get(rule.type)
+            if spec is None or is_explicit(self.origins, si, k) or not unfed(spec, devices):
+                continue
+            off.append(f"{rule.type} off (no {feeding_text(spec)})")
+        if off:
+            self.warn(("sites", si, "profile"), f"{site.id}: {site.profile}: {', '.join(off)}")
+
     def _expected(
-        self, si: int, site: SiteConfig, devices: list[tuple[int, DeviceConfig]], spec: RuleSpec
+        self,
+        si: int,
+        site: SiteConfig,
+        devices: list[tuple[int, DeviceConfig]],
+        spec: RuleSpec,
+        unwatchable: bool,
     ) -> None:
         expected = spec.expected
         if expected is None:
@@ -73,10 +155,9 @@ class _Review:
                     expected.unwatched.format(site=site.id, device=d.id),
                     expected.hint,
                 )
-        elif not present and has_rule and expected.idle is not None:
-            k = next(k for k, r in enumerate(site.rules) if r.type == spec.name)
-            self.warn(self.origins[(si, k)](("type",)), expected.idle.format(site=site.id))
-        elif not present and not has_rule and expected.absent is not None:
+        # A rule no device feeds is refused when written (hearthgate.config.safety) and
+        # listed by _profile_off when a profile brings it; `idle` is the refusal's text.
+        elif not present and not has_rule and expected.absent is not None and not unwatchable:
             self.warn(("sites", si, "id"), expected.absent.format(site=site.id))
 
     def _poll_vs_window(

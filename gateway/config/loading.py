@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr
 
 from hearthgate.config.checks import review
 from hearthgate.config.entries import Entries
+from hearthgate.config.files import check_files
 from hearthgate.config.models import (
     RAW_HINT,
     RAW_NEEDS_REASON,
@@ -31,6 +32,7 @@ from hearthgate.config.models import (
 from hearthgate.config.positions import START, SourceMap, read_yaml
 from hearthgate.config.references import check_device_refs, check_unique
 from hearthgate.config.reporting import Reporter, finish, one_of, problem_at, show, where
+from hearthgate.config.safety import refuse
 from hearthgate.config.secrets import SecretsFile, read_password_file
 from hearthgate.config.sites import Sites
 from hearthgate.registry import STANDARD, Registry
@@ -72,7 +74,9 @@ def load(path: Path, registry: Registry = STANDARD) -> LoadResult:
     problems = secrets.problems + problems
     if problems:
         raise ConfigError(finish(problems, secrets.used))
-    return _Validator(file, smap, path.parent, secrets.used, registry).run(data, path)
+    return _Validator(file, smap, path.parent, secrets.used, registry, review=True).run(
+        data, path
+    )
 
 
 def validate_data(
@@ -106,8 +110,18 @@ def parse_config_data(
 
 class _Validator:
     def __init__(
-        self, file: str, smap: SourceMap, base_dir: Path, secrets: list[str], registry: Registry
+        self,
+        file: str,
+        smap: SourceMap,
+        base_dir: Path,
+        secrets: list[str],
+        registry: Registry,
+        *,
+        review: bool = False,
     ) -> None:
+        # review: refuse what hearthgate.config.safety and .files refuse. A file an installer
+        # wrote gets it (`check`, `run`); data built by a program (tests, the demo) does not.
+        self.review = review
         self.file = file
         self.registry = registry
         self.smap = smap
@@ -128,6 +142,13 @@ class _Validator:
             config = None
         if report.problems or config is None:
             raise ConfigError(finish(report.problems, self.secrets))
+        if self.review:
+            # Valid entry by entry, but a resident would be less watched than the file
+            # reads, or the service could not start with it.
+            refused = refuse(config, self.file, self.smap, self.sites.origins)
+            refused += check_files(config, self.file, self.smap)
+            if refused:
+                raise ConfigError(finish(refused, self.secrets))
         warnings = review(config, self.file, self.smap, self.sites.origins)
         return LoadResult(config, finish(warnings, self.secrets), list(self.secrets))
 

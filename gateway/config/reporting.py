@@ -155,7 +155,8 @@ def _friendly(err: dict[str, Any], secret: bool) -> tuple[str, str | None]:
     ctx = err.get("ctx") or {}
     if kind == "value_error":
         msg = str(err["msg"]).removeprefix("Value error, ")
-        return ("the value is not valid" if secret else msg), None
+        hint = getattr(ctx.get("error"), "hint", None)
+        return ("the value is not valid" if secret else msg), (None if secret else hint)
     if kind == "string_pattern_mismatch":
         what = "" if secret else f"{show(value)} "
         if ctx.get("pattern") == GATEWAY_ID_PATTERN:

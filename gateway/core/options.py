@@ -26,6 +26,18 @@ class Options(BaseModel):
         return None
 
 
+class OptionError(ValueError):
+    """A bad option value, with a hint for the installer (`hearthgate check` prints it).
+
+    Raise it from an option model's validator where plain `ValueError` would do, when the
+    fix is not obvious from the message (a meter address short of its leading zeros).
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class Section(BaseModel):
     """Base of every config section: frozen, unknown keys are errors."""
 

@@ -273,7 +273,10 @@ class PlatformConsole:
 
     def _status(self, body: dict[str, Any]) -> None:
         state = str(body.get("state", "?"))
-        self.status.append((state, str(body.get("ts", ""))))
+        # While online the status is republished with fresh health fields; the platform's
+        # view of the gateway changes only when the state does.
+        if not self.status or self.status[-1][0] != state:
+            self.status.append((state, str(body.get("ts", ""))))
 
 
     # -- the closing summary ------------------------------------------------------

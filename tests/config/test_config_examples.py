@@ -16,6 +16,7 @@ import pytest
 from hearthgate.check import run_check
 from hearthgate.config.positions import read_yaml
 from hearthgate.config.schema import build_schema, render
+from tests.config.config_samples import INSTALLED_TLS, as_installed
 from tests.config.conftest import TEST_REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,12 +29,27 @@ def _data(path: Path) -> Any:
     return data
 
 
+INSTALLED = INSTALLED_TLS
+_as_installed = as_installed
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_checks_with_exit_0(path: Path) -> None:
+def test_every_example_checks_with_exit_0(path: Path, tmp_path: Path) -> None:
+    installed = _as_installed(path, tmp_path)
     out, err = io.StringIO(), io.StringIO()
-    assert run_check(path, out, err, TEST_REGISTRY) == 0, err.getvalue()
-    assert out.getvalue().startswith(f"{path}: ok: ")
+    assert run_check(installed, out, err, TEST_REGISTRY) == 0, err.getvalue()
+    assert out.getvalue().startswith(f"{installed}: ok: ")
     assert "error" not in err.getvalue()
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if INSTALLED in p.read_text()],
+                         ids=lambda p: p.name)
+def test_an_example_without_its_tls_file_is_refused_naming_it(path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    if Path(INSTALLED).is_dir():
+        pytest.skip("this machine has the installed TLS files")
+    assert run_check(path, out, err, TEST_REGISTRY) == 2
+    assert f"tls.ca_file {INSTALLED}ca.pem cannot be read: No such file" in err.getvalue()
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

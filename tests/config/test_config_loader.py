@@ -266,9 +266,12 @@ def test_warning_sos_button_without_sos_rule_and_the_reverse(tmp_path: Path) -> 
     (w,) = warnings_of(tmp_path, text)
     assert w[:2] == pos(text, "sos_button") and "SOS button ('sos-1') but no 'sos' rule" in w[2]
 
+    # The reverse, an 'sos' rule with no button, is refused (tests/config/broken/).
     text = GOOD.replace("kind: sos_button", "kind: motion_sensor")
-    (w,) = warnings_of(tmp_path, text)
-    assert w[:2] == pos(text, "sos}") and "'sos' rule but no sos_button device" in w[2]
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, text))
+    (p,) = caught.value.problems
+    assert (p.line, p.col) == pos(text, "sos}") and "'sos' rule but no sos_button" in p.message
 
 
 def test_warning_site_without_sos_device(tmp_path: Path) -> None:
@@ -304,8 +307,10 @@ def test_warning_uplink_without_tls(tmp_path: Path, host: str, warned: bool) -> 
     assert bool(found) == warned
     if warned:
         assert found[0][:2] == pos(text, f"'{host}'") and "no 'tls:'" in found[0][2]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
     with_tls = text.replace(
-        "  keepalive: 45s\n", "  keepalive: 45s\n  tls: {ca_file: /etc/ca.pem}\n"
+        "  keepalive: 45s\n", f"  keepalive: 45s\n  tls: {{ca_file: {ca}}}\n"
     )
     assert warnings_of(tmp_path, with_tls) == []
 
@@ -343,20 +348,28 @@ def test_a_rule_type_brings_its_own_site_warnings(tmp_path: Path) -> None:
         for n in (0, 1)
     ]
 
+    # Written without anything it reads, it is refused with its own words.
     text = GOOD.replace("      - {type: sos}\n", "      - {type: sos}\n      - {type: t_motion}\n")
-    assert found(text) == [
-        (*pos(text, "t_motion"), "'home' has t_motion but nothing that moves", None)
+    with pytest.raises(ConfigError) as caught:
+        config.load(write(tmp_path, text), registry)
+    assert [(p.line, p.col, p.message) for p in caught.value.problems] == [
+        (*pos(text, "t_motion"), "'home' has t_motion but nothing that moves")
     ]
 
 
 def test_check_prints_warnings_and_still_exits_0(tmp_path: Path) -> None:
-    text = GOOD + "  - id: garden\n"
+    text = GOOD + "  - id: garden\n    resident: r-9\n"
     path = write(tmp_path, text)
     code, out, err = check(path)
     assert code == 0
     assert out.startswith(f"{path}: ok: ")
     line, col = pos(text, "garden")
-    assert err == f"{path}:{line}:{col}: warning: site 'garden' has no SOS device (sos_button)\n"
+    assert err.splitlines() == [
+        f"{path}:{line}:{col}: warning: site 'garden' has no SOS device and no absence rule:"
+        " nothing can raise an alert about its resident",
+        "  hint: add an sos_button to the site, or a rule such as {type: inactivity, window: 4h}"
+        " with a motion sensor",
+    ]
 
 
 def test_redact_hides_quoted_and_long_secrets_only() -> None:

@@ -61,8 +61,8 @@ buses:
 devices:
 {devices}
 sites:
-  - {{id: room-301, rules: [{{type: sos}}]}}
-  - {{id: room-302, rules: [{{type: sos}}]}}
+  - {{id: room-301, rules: [{{type: device_offline}}]}}
+  - {{id: room-302, rules: [{{type: device_offline}}]}}
 """)
     return path
 

@@ -23,7 +23,7 @@ async def test_metrics_endpoint_textfile_and_startup_warnings(tmp_path, broker):
   metrics_textfile: {tmp_path / "hearthgate.prom"}
 uplink: {{host: 127.0.0.1, port: {broker.port}}}
 sites:
-  - {{id: room-1, rules: [{{type: sos}}]}}
+  - {{id: room-1, rules: []}}
 """)
     gw = GatewayProcess(config)
     try:

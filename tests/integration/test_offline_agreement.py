@@ -28,7 +28,7 @@ DEVICES = [
     {"id": "power-1", "site": "home", "kind": "power_meter", "protocol": "modbus",
      "bus": "rs485", "unit": 1, "model": "sdm120", "poll": "1m"},
     {"id": "water-1", "site": "home", "kind": "water_meter", "protocol": "cjt188",
-     "bus": "rs485", "address": "1234", "poll": "5m"},
+     "bus": "rs485", "address": "00000000001234", "poll": "5m"},
     {"id": "pir-1", "site": "home", "kind": "motion_sensor", **Z2M,
      "topic": "zigbee2mqtt/pir_1"},
     {"id": "door-1", "site": "home", "kind": "door_contact", **Z2M,
@@ -41,7 +41,7 @@ DEVICES = [
     {"id": "pir-2", "site": "flat", "kind": "motion_sensor", **Z2M,
      "topic": "zigbee2mqtt/pir_2"},
     {"id": "water-2", "site": "flat", "kind": "water_meter", "protocol": "cjt188",
-     "bus": "rs485", "address": "5678", "poll": "30m"},
+     "bus": "rs485", "address": "00000000005678", "poll": "30m"},
     {"id": "sos-2", "site": "flat", "kind": "sos_button", **Z2M,
      "topic": "zigbee2mqtt/sos_2"},
 ]

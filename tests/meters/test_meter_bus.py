@@ -18,11 +18,11 @@ from tests.meters.harness import meter_config, running_bus
 DEVICES = [
     {"id": "power-301", "kind": "power_meter", "protocol": "dlt645", "address": "123456789012",
      "poll": "5m"},
-    {"id": "power-302", "kind": "power_meter", "protocol": "dlt645", "address": "5678",
+    {"id": "power-302", "kind": "power_meter", "protocol": "dlt645", "address": "000000005678",
      "poll": "5m", "read": ["energy_total_kwh"]},
     {"id": "water-301", "kind": "water_meter", "protocol": "cjt188",
      "address": "00000012345678", "poll": "5m"},
-    {"id": "water-302", "kind": "water_meter", "protocol": "cjt188", "address": 1234,
+    {"id": "water-302", "kind": "water_meter", "protocol": "cjt188", "address": "00000000001234",
      "poll": "5m", "di_order": "low_first"},
 ]
 

@@ -11,6 +11,7 @@ from hearthgate.drivers.cjt188 import CJT188Options
 from hearthgate.drivers.dlt645 import DLT645Options
 from hearthgate.drivers.modbus import ModbusOptions
 from hearthgate.drivers.serial_bus import SerialBusOptions
+from tests.config.config_samples import as_installed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,8 +32,8 @@ def load(tmp_path: Path, devices: str) -> object:
     return load_config(path)
 
 
-def test_example_config_loads() -> None:
-    config = load_config(REPO / "config" / "meters-home.yaml")
+def test_example_config_loads(tmp_path: Path) -> None:
+    config = load_config(as_installed(REPO / "config" / "meters-home.yaml", tmp_path))
     assert config.summary() == "4 devices, 3 buses, 1 sites, 6 rules"
     water, power, sdm, _sos = config.devices
     assert isinstance(water.options, CJT188Options) and water.options.address == "00000000001234"
@@ -62,14 +63,22 @@ def test_register_map_from_the_docs(tmp_path: Path) -> None:
     assert opts.register_map[0].decode([0, 2500]) == pytest.approx(2.5)
 
 
-def test_short_addresses_are_padded(tmp_path: Path) -> None:
-    config = load(tmp_path, """
-  - {id: w, site: room-401, kind: water_meter, protocol: cjt188, bus: rs485-1, address: 1234}
-  - {id: p, site: room-401, kind: power_meter, protocol: dlt645, bus: rs485-1, address: "5678"}
-""")
-    devices = config.devices  # type: ignore[attr-defined]
-    assert devices[0].options.address == "00000000001234"
-    assert devices[1].options.address == "000000005678"
+@pytest.mark.parametrize(
+    ("device", "message", "hint"),
+    [
+        ("{id: w, site: room-401, kind: water_meter, protocol: cjt188, bus: rs485-1,"
+         " address: 1234}", "is a number", '"00000000001234"'),
+        ("{id: p, site: room-401, kind: power_meter, protocol: dlt645, bus: rs485-1,"
+         ' address: "00000005678"}', "has 11 digits, not 12", '"000000005678"'),
+    ],
+)
+def test_short_addresses_are_refused_with_the_padded_one_as_hint(
+    tmp_path: Path, device: str, message: str, hint: str
+) -> None:
+    # Padding would hide a dropped digit: the installer writes all of them.
+    with pytest.raises(ConfigError, match=message) as caught:
+        load(tmp_path, f"  - {device}\n")
+    assert any(p.hint and hint in p.hint for p in caught.value.problems)
 
 
 @pytest.mark.parametrize(
@@ -82,13 +91,13 @@ def test_short_addresses_are_padded(tmp_path: Path) -> None:
         ("{id: p, site: room-401, kind: power_meter, protocol: dlt645, bus: rs485-1,"
          " address: 12AB}", "not a DL/T 645 address"),
         ("{id: p, site: room-401, kind: power_meter, protocol: dlt645, bus: rs485-1,"
-         " address: '1', read: [energy]}", "energy_total_kwh"),
+         " address: '000000000001', read: [energy]}", "energy_total_kwh"),
         ("{id: p, site: room-401, kind: power_meter, protocol: dlt645, bus: rs485-1,"
-         " address: '1', pol: 5m}", "pol"),
+         " address: '000000000001', pol: 5m}", "pol"),
         ("{id: p, site: room-401, kind: power_meter, protocol: dlt645, bus: rs485-1,"
-         " address: '1', poll: soon}", "not a duration"),
+         " address: '000000000001', poll: soon}", "not a duration"),
         ("{id: w, site: room-401, kind: water_meter, protocol: cjt188, bus: rs485-1,"
-         " address: 1, status: weird}", "standard"),
+         " address: '00000000000001', status: weird}", "standard"),
         ("{id: m, site: room-401, kind: power_meter, protocol: modbus, bus: rs485-1,"
          " unit: 300, model: sdm120}", "unit"),
     ],

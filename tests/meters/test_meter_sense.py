@@ -97,7 +97,7 @@ async def test_replaced_water_meter_on_the_bus(tmp_path: Path, clock: SimulatedC
     meter = CJT188Meter("00000000001234", total_m3=500.0)
     sim_task = asyncio.create_task(MeterBusSimulator(link, [meter], clock=clock).run())
     device = {"id": "water-301", "kind": "water_meter", "protocol": "cjt188",
-              "address": "1234", "poll": "5m"}
+              "address": "00000000001234", "poll": "5m"}
     try:
         async with running_bus(meter_config(link.path, [device]), clock) as rb:
             await wait_until(lambda: rb.values("water-301", "water_total_m3") == [500.0])
@@ -124,7 +124,7 @@ async def test_combined_energy_may_fall(tmp_path: Path, clock: SimulatedClock) -
     meter = DLT645Meter("000000005678", energy_kwh=50.0, power_w=0.0)
     sim_task = asyncio.create_task(MeterBusSimulator(link, [meter], clock=clock).run())
     device = {"id": "power-301", "kind": "power_meter", "protocol": "dlt645",
-              "address": "5678", "poll": "5m", "energy": "combined",
+              "address": "000000005678", "poll": "5m", "energy": "combined",
               "read": ["energy_total_kwh"]}
     try:
         async with running_bus(meter_config(link.path, [device]), clock) as rb:
@@ -153,7 +153,7 @@ async def test_a_driver_bug_is_counted_not_fatal(
 
     link = PtyLink(tmp_path / "tty")
     device = {"id": "water-301", "kind": "water_meter", "protocol": "cjt188",
-              "address": "1234", "poll": "5m"}
+              "address": "00000000001234", "poll": "5m"}
     monkeypatch.setattr(CJT188Driver, "poll", broken_poll)
     try:
         async with running_bus(meter_config(link.path, [device]), clock) as rb:

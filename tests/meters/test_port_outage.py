@@ -16,9 +16,9 @@ from tests.meters.conftest import wait_until
 from tests.meters.harness import meter_config, running_bus
 
 DEVICES = [
-    {"id": "power-301", "kind": "power_meter", "protocol": "dlt645", "address": "5678",
+    {"id": "power-301", "kind": "power_meter", "protocol": "dlt645", "address": "000000005678",
      "poll": "5m", "read": ["energy_total_kwh"]},
-    {"id": "water-301", "kind": "water_meter", "protocol": "cjt188", "address": "1234",
+    {"id": "water-301", "kind": "water_meter", "protocol": "cjt188", "address": "00000000001234",
      "poll": "5m"},
 ]
 

@@ -182,13 +182,14 @@ def test_simulate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_examples_in_config_and_docs_are_valid() -> None:
+def test_examples_in_config_and_docs_are_valid(tmp_path: Path) -> None:
     from ruamel.yaml import YAML
 
     from hearthgate.config import load_config
     from hearthgate.simulators.scenario import devices_from_config
+    from tests.config.config_samples import as_installed
 
-    config = load_config(REPO / "config" / "devices-home.yaml")
+    config = load_config(as_installed(REPO / "config" / "devices-home.yaml", tmp_path))
     assert {d.protocol for d in config.devices} == {"zigbee2mqtt", "rflink", "osdp", "gpio"}
     docs = (REPO / "docs" / "devices.md").read_text()
     section = docs[docs.index("## Scenarios"):]

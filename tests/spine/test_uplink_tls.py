@@ -66,7 +66,7 @@ uplink:
   keepalive: 5s
   tls: {{ca_file: {ca}, cert_file: {pki["client_crt"]}, key_file: {pki["client_key"]}}}
 sites:
-  - {{id: room-1, rules: [{{type: sos}}]}}
+  - {{id: room-1, rules: [{{type: device_offline}}]}}
 """)
     return path
 
