@@ -36,13 +36,18 @@ def feeding_kinds(spec: RuleSpec) -> frozenset[str]:
     return frozenset(kinds)
 
 
+# Kinds whose name is not what an installer calls the device.
+KIND_WORDS = {"co_sensor": "carbon monoxide sensor"}
+
+
 def kinds_text(kinds: frozenset[str]) -> str:
     """`water_meter` → "water meter"; several joined with "or", for messages."""
-    return " or ".join(sorted(k.replace("_", " ") for k in kinds))
+    return " or ".join(sorted(KIND_WORDS.get(k, k.replace("_", " ")) for k in kinds))
 
 
 def feeding_text(spec: RuleSpec) -> str:
-    """The kinds that feed a rule type, its own first: "door contact or access controller"."""
+    """The kinds that feed a rule type, its own first: "water meter", "access controller or door
+    contact"."""
     own = frozenset(spec.kinds or (spec.expected.kinds if spec.expected is not None else ()))
     rest = feeding_kinds(spec) - own
     return " or ".join(t for t in (kinds_text(own), kinds_text(rest)) if t)

@@ -25,13 +25,13 @@ def write_config(tmp: Path, platform: MosquittoBroker, home: MosquittoBroker, *,
     """Three sites with the same devices: room-h at `health`, room-s at the default
     (`summary`), room-r at `raw` (with `raw_reason`, unless None)."""
     devices, sites = [], []
-    for site, level in LEVELS.items():
+    for i, (site, level) in enumerate(LEVELS.items(), start=1):
         n = site[-1]
         devices += [
             f"  - {{id: water-{n}, site: {site}, kind: water_meter, protocol: cjt188,"
-            f" bus: rs485, address: \"0000000000000{ord(n) % 10}\", poll: 5m}}",
+            f" bus: rs485, address: \"0000000000000{i}\", poll: 5m}}",
             f"  - {{id: power-{n}, site: {site}, kind: power_meter, protocol: dlt645,"
-            f" bus: rs485, address: \"00000000000{ord(n) % 10}\", poll: 5m}}",
+            f" bus: rs485, address: \"00000000000{i}\", poll: 5m}}",
             f"  - {{id: pir-{n}, site: {site}, kind: motion_sensor, protocol: zigbee2mqtt,"
             f" bus: zigbee, topic: zigbee2mqtt/pir_{n}}}",
             f"  - {{id: door-{n}, site: {site}, kind: door_contact, protocol: zigbee2mqtt,"
@@ -43,8 +43,8 @@ def write_config(tmp: Path, platform: MosquittoBroker, home: MosquittoBroker, *,
         elif level == "raw":
             extra = ", telemetry: raw" + (f', telemetry_reason: "{raw_reason}"'
                                          if raw_reason else "")
-        sites.append(f"  - {{id: {site}, resident: r-{n}{extra}, rules: [{{type: sos}},"
-                     f" {{type: no_water, window: 12h}}, {{type: inactivity, window: 4h}}]}}")
+        sites.append(f"  - {{id: {site}, resident: r-{n}{extra}, rules: ["
+                     f"{{type: no_water, window: 12h}}, {{type: inactivity, window: 4h}}]}}")
     head = config_head(GW, data_dir or tmp / "data", platform.port, home.port,
                        telemetry_interval="10m")
     # The meters sit on a line that does not exist: their readings are handed to the
