@@ -32,8 +32,10 @@ KIND_PROPERTIES: dict[str, frozenset[str]] = {
     "leak_sensor": frozenset({"water_leak"}),
 }
 # Most telling first: a fall radar also exposes presence, a smoke alarm also tamper.
+# presence_sensor is not here: `occupancy` alone is a PIR's (a motion sensor), and a
+# radar is told by `presence` or its radar-only exposes (guess_kind's first test).
 _GUESS_ORDER = ("fall_sensor", "smoke_sensor", "gas_sensor", "co_sensor", "leak_sensor",
-                "presence_sensor", "door_contact", "motion_sensor", "sos_button")
+                "door_contact", "motion_sensor", "sos_button")
 
 
 class BridgeError(ValueError):
@@ -52,6 +54,7 @@ class BridgeDevice:
     properties: frozenset[str] = frozenset()  # every exposed property, features flattened
     actions: frozenset[str] = frozenset()  # the `action` enum's values
     has_presence: bool = False
+    description: str | None = None  # zigbee2mqtt's words for the model ("SOS button")
 
     def guess_kind(self) -> str | None:
         """The device kind its exposes suggest, or None (a light, a plug, a thermometer)."""
@@ -142,12 +145,15 @@ def _entry(entry: Any) -> BridgeDevice:
     ieee = _text(entry.get("ieee_address"), "ieee_address")
     assert ieee is not None
     definition = entry.get("definition")
-    model = vendor = None
+    model = vendor = description = None
     props: set[str] = set()
     actions: set[str] = set()
     if isinstance(definition, dict):
         model = _text(definition.get("model"), "definition.model", optional=True)
         vendor = _text(definition.get("vendor"), "definition.vendor", optional=True)
+        if isinstance(definition.get("description"), str):
+            # Only shown to installers: cut, never a reason to skip the device.
+            description = definition["description"][:120] or None
         for feature in _features(definition.get("exposes")):
             prop = feature.get("property") or feature.get("name")
             if isinstance(prop, str) and len(prop) <= 64:
@@ -159,7 +165,7 @@ def _entry(entry: Any) -> BridgeDevice:
     kind = entry.get("type")
     return BridgeDevice(
         name, ieee, model, vendor, kind if isinstance(kind, str) else "Unknown",
-        frozenset(props), frozenset(actions), "presence" in props,
+        frozenset(props), frozenset(actions), "presence" in props, description,
     )
 
 

@@ -113,6 +113,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(Path(args.config), Path(args.events))
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    from hearthgate.core.durations import parse_duration
+    from hearthgate.discover import run_discover
+
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        print(f"hearthgate discover: --timeout: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_discover(Path(args.config), timeout=max(timeout, 0.1), base=args.base_topic)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from hearthgate.simulate import run_simulator
 
@@ -198,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config("replay", "run the rules over recorded observations in simulated time")
     p.add_argument("events", metavar="EVENTS.jsonl")
     p.set_defaults(func=cmd_replay)
+
+    p = with_config("discover", "print a devices: entry for each zigbee2mqtt device paired but"
+                                " not in the config")
+    p.add_argument("--timeout", default="5s",
+                   help="how long to wait for each broker's bridge/devices (default 5s)")
+    p.add_argument("--base-topic", metavar="TOPIC",
+                   help="zigbee2mqtt's mqtt.base_topic (default: the config's, or zigbee2mqtt)")
+    p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("simulate", help="run one device simulator (for bench tests)")
     p.add_argument("kind", help="dlt645 | cjt188 | sdm120 | rflink | osdp | zigbee2mqtt")

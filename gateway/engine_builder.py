@@ -24,6 +24,9 @@ def build_engine(config: GatewayConfig, **kwargs: Any) -> RuleEngine:
     for site in config.sites:
         configured = [d for d in config.devices if d.site == site.id]
         devices = tuple(SiteDevice(d.id, d.kind, d.protocol, d.name) for d in configured)
+        # Presence inference waits for motion after the door: only a PIR is sure to send
+        # it. A radar that reports only presence would make every still resident "away",
+        # pausing the absence rules, so a site of radars alone stays unknown (= home).
         state = SiteState(
             Presence(
                 any(d.kind == "door_contact" for d in devices)

@@ -33,6 +33,7 @@ from hearthgate.rules.base import (
     span_text,
 )
 from hearthgate.rules.schedule import Schedule
+from hearthgate.rules.site_state import MOTION_KINDS
 
 EPS = 1e-6
 
@@ -256,7 +257,9 @@ class InactivityOptions(AbsenceOptions):
 class InactivityRule(AbsenceRule):
     type_name: ClassVar[str] = "inactivity"
     default_severity = Severity.HIGH
-    sensor_kinds = ("motion_sensor",)
+    # Motion counts from whichever device reports it, a presence radar's too; `presence`
+    # alone never does (still presence is not a sign that the resident is well).
+    sensor_kinds = MOTION_KINDS
     event_key = "last_motion_at"
 
     def is_sign_of_life(self, obs: Observation) -> bool:
@@ -302,8 +305,9 @@ RULE_SPECS = (
         ),
     ),
     RuleSpec(
-        "inactivity", InactivityOptions, InactivityRule, kinds=frozenset({"motion_sensor"}),
-        description="no motion for `window`, counting only `active_hours` while home",
+        "inactivity", InactivityOptions, InactivityRule, kinds=frozenset(MOTION_KINDS),
+        description="no motion (from a motion sensor or a radar that reports movement) for"
+        " `window`, counting only `active_hours` while home",
     ),
     RuleSpec(
         "no_exit", NoExitOptions, NoExitRule, kinds=frozenset(DOOR_KINDS),

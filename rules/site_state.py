@@ -22,6 +22,10 @@ from hearthgate.core.health import offline_since
 from hearthgate.core.model import Instant, Observation
 
 MOTION_METRICS = frozenset({"motion", "occupancy"})
+# Kinds whose devices may report `motion`: a PIR, and a radar when its model reports movement
+# (zigbee2mqtt's `movement` / `motion_state`). A radar's `presence` is not motion: someone
+# lying still on the floor is present too.
+MOTION_KINDS = ("motion_sensor", "presence_sensor", "fall_sensor")
 
 
 class PresenceState(enum.StrEnum):

@@ -17,6 +17,7 @@ from hearthgate.config.sites import RuleOrigins
 from hearthgate.core.durations import format_duration
 from hearthgate.core.options import DeviceConfig
 from hearthgate.rules.base import RuleSpec
+from hearthgate.rules.site_state import MOTION_KINDS
 
 # What meters and 433 MHz receivers are set to; anything else is most likely a typo.
 STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
@@ -66,6 +67,7 @@ class _Review:
                 self._expected(si, site, devices, spec, unwatchable)
             self._profile_off(si, site, [d for _, d in devices])
             self._poll_vs_window(si, site, devices)
+            self._radar_motion(site, devices)
         self._uplink()
         return self.out
 
@@ -184,6 +186,28 @@ class _Review:
                         f" the {format_duration(window)} window of rule '{rule.type}' in site"
                         f" '{site.id}'",
                     )
+
+    def _radar_motion(self, site: SiteConfig, devices: list[tuple[int, DeviceConfig]]) -> None:
+        """`inactivity` fed by radars alone: only their movement counts, and not every model
+        reports movement; presence alone never resets the rule."""
+        rule = next((r for r in site.rules if r.type == "inactivity"), None)
+        if rule is None:
+            return
+        chosen = getattr(rule.options, "devices", None)
+        read = [(i, d) for i, d in devices
+                if d.kind in MOTION_KINDS and (chosen is None or d.id in chosen)]
+        if not read or any(d.kind == "motion_sensor" for _, d in read):
+            return
+        i, first = read[0]
+        self.warn(
+            ("devices", i, "kind"),
+            f"rule 'inactivity' of site '{site.id}' reads only radars"
+            f" ({', '.join(d.id for _, d in read)}): a radar counts as movement only if its"
+            " model reports movement (zigbee2mqtt `movement` or `motion_state`), never by"
+            " presence alone; one that reports only presence leaves 'inactivity' to be raised"
+            " while someone is there",
+            f"check the exposes of {first.id}'s model (docs/devices.md), or add a motion sensor",
+        )
 
     def _uplink(self) -> None:
         uplink = self.config.uplink
