@@ -94,7 +94,7 @@ def test_a_profile_rules_the_site_lacks_devices_for_are_one_line(tmp_path: Path)
     # profile grows: hazards and learned rules are in it too, so this is a superset check).
     assert off >= {
         "no_water off (no water meter)", "continuous_water off (no water meter)",
-        "inactivity off (no motion sensor)",
+        "inactivity off (no fall sensor or motion sensor or presence sensor)",
         "no_exit off (no access controller or door contact)",
         "door_night off (no access controller or door contact)",
         "door_held_open off (no access controller or door contact)",

@@ -83,7 +83,7 @@ def write(tmp: Path, devices: list[dict[str, Any]], rule: dict[str, Any]) -> Pat
         "buses": [{"id": "zigbee", "type": "mqtt"}],
         "devices": [{"site": "room-1", "protocol": "zigbee2mqtt", "bus": "zigbee",
                      "topic": f"zigbee2mqtt/{d['id']}", **d} for d in devices],
-        "sites": [{"id": "room-1", "rules": [{"type": "sos"}, rule]}],
+        "sites": [{"id": "room-1", "rules": [rule]}],
     }
     with path.open("w") as f:
         YAML().dump(data, f)
