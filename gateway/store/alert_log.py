@@ -86,6 +86,6 @@ async def acknowledge(db: aiosqlite.Connection, alert_id: str, by: str, at: str)
 
 async def newest(db: aiosqlite.Connection, limit: int) -> list[AlertRow]:
     """The log, the most recently raised alert first."""
-    async with db.execute(NEWEST, (limit,)) as cur:
-        rows = await cur.fetchall()
+    # One call on the connection's thread (execute and fetch together): see Outbox.pending.
+    rows = await db.execute_fetchall(NEWEST, (limit,))
     return [alert_row(r) for r in rows]
