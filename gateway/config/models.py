@@ -69,6 +69,20 @@ class UplinkSection(Section):
     telemetry_qos: Literal[0, 1] = 1
     telemetry_interval: Duration = 10.0  # how long readings are gathered into one message
     devices_interval: Duration = 60.0  # how often P/devices is refreshed at the least
+    # MQTT 5 by default: only its PUBACK can say "not delivered" (0x87 not authorized...).
+    protocol: Literal["5", "3.1.1"] = "5"
+    # End-to-end receipts: an alert transition leaves the outbox on the platform's
+    # P/cmd/receipt, not the broker's PUBACK; unconfirmed ones go again after the timeout.
+    receipts: bool = False
+    receipt_timeout: Duration = Field(default=60.0, ge=1.0, le=86_400.0)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_text(cls, value: object) -> object:
+        # YAML reads `protocol: 5` as a number and `3.1.1` as text; both name a version.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
 
     @property
     def effective_port(self) -> int:

@@ -33,12 +33,17 @@ class AlertRow:
     pending: int
     acked_by: str | None
     acked_at: str | None
+    # While pending, what the uplink last knew (its `delivery` state): "refused" by the
+    # broker (with `refused_reason`), or "sent" and awaiting the platform's receipt.
+    delivery: str | None = None
+    refused_reason: str | None = None
 
     @property
     def status(self) -> str:
-        """pending / delivered / acknowledged / cleared, as `hearthgate alerts` shows it."""
+        """pending / refused / sent / delivered / acknowledged / cleared, as `hearthgate
+        alerts` shows it. Never "delivered" while a transition of it waits in the outbox."""
         if self.pending:
-            return "pending"
+            return self.delivery or "pending"
         if self.state == "cleared":
             return "cleared"
         if self.acked_by:
