@@ -4,6 +4,17 @@
 - Alert transitions come from the store's outbox and leave it only on PUBACK. A
   publish that fails or times out means "outcome unknown": the connection is
   dropped and everything not PUBACKed is sent again, with the same event_id.
+- MQTT 5 by default: a PUBACK whose reason code is 0x80 or more (an ACL's "not
+  authorized") is a refusal, not a delivery (gateway/puback.py): the transition
+  stays in the outbox and is sent again with backoff; the refusal is logged at
+  error once per topic and reason, counted, and kept in the store's `delivery`
+  state for `hearthgate alerts`.
+- With `uplink.receipts`, a PUBACKed transition is only "sent": it leaves the
+  outbox on the platform's `P/cmd/receipt`, and goes again (same event_id, backoff)
+  when none comes within `receipt_timeout`.
+- While connected nothing may wait in the outbox unsent: every few seconds the
+  sender re-reads each class it believes empty; a row found there twice is logged
+  at error, counted (`stuck`), and the class read again.
 - Urgent alerts (sos, fall) go first, then other alerts, then telemetry. Each class
   has its own window of publishes in flight, and telemetry's is small, so an SOS
   never queues behind a telemetry backlog.
@@ -17,21 +28,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import random
 import ssl
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from hearthgate import __version__
 from hearthgate.config import GatewayConfig
 from hearthgate.core.model import Priority, isoformat, utc_now
 from hearthgate.core.mqtt_socket import NO_DELAY
+from hearthgate.puback import PublishRefused, ReasonedClient
 from hearthgate.store import OutboxItem, Store
 from hearthgate.version import BUILD
 
@@ -47,6 +63,14 @@ BACKLOG_WINDOW = 2  # of those, stored (backlog) batches: 1,000 readings per rou
 HOT_TELEMETRY_LIMIT = 32  # batches held in memory before they spill to the store
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 2.0
+STUCK_CHECK = 2.0  # seconds between checks that nothing waits unsent while connected
+REFUSED_RETRY_MIN = 1.0  # a refused publish is tried again after this, doubling...
+REFUSED_RETRY_MAX = 60.0  # ...up to this
+RECEIPT_BACKOFF_MAX = 8  # an unreceipted transition waits at most this many timeouts
+SESSION_EXPIRY = 7 * 86400  # MQTT 5: the broker keeps our session (and P/cmd/#) a week
+DELIVERY_STATE = "delivery"  # the store's kv key for refusals and receipts awaited
+RECEIPTS_REMEMBERED = 10_000
+DELIVERY_SHOW_EVERY = 0.5
 
 CommandHandler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 RefusedHandler = Callable[[str, str], Awaitable[None]]
@@ -88,6 +112,26 @@ class UplinkStats:
     published: dict[str, int] = field(default_factory=lambda: {"alert": 0, "telemetry": 0})
     commands: int = 0
     bad_commands: int = 0
+    refused: int = 0  # PUBACKs with a reason code of 0x80 or more
+    receipts: int = 0  # transitions confirmed by the platform's P/cmd/receipt
+    resent: int = 0  # transitions sent again for want of a receipt
+    stuck: int = 0  # outbox rows found waiting unsent while connected (a bug if ever > 0)
+
+
+@dataclass
+class _Later:
+    """An alert transition to publish again at `due` (loop time): refused, or unreceipted."""
+
+    item: OutboxItem
+    due: float
+    tries: int = 0
+    refused: str | None = None  # the broker's reason, while it keeps refusing
+    alert_id: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        with contextlib.suppress(ValueError, AttributeError):
+            alert_id = json.loads(self.item.payload).get("alert_id")
+            self.alert_id = alert_id if isinstance(alert_id, str) else None
 
 
 class Uplink:
@@ -143,6 +187,17 @@ class Uplink:
         self._devices_dirty = False
         self._client: aiomqtt.Client | None = None
         self._deleting: set[asyncio.Task[None]] = set()
+        # Alert transitions PUBACKed but awaiting a receipt, or refused and to be tried again,
+        # by event_id.
+        self._later: dict[str, _Later] = {}
+        self._next_due = math.inf  # no later than the earliest `due` of those
+        self._delivery_dirty = False
+        self._delivery_shown_at = -math.inf
+        self._pending_retry: dict[str, _Later] = {}  # of those, now in flight again
+        # Receipts of this session: one may come before our PUBACK is handled.
+        self._receipted: OrderedDict[str, None] = OrderedDict()
+        self._refusal_logged: set[tuple[str, str]] = set()
+        self._delivery_shown: dict[str, Any] | None = None
         self.stats = UplinkStats()
         self.connected = asyncio.Event()
 
@@ -201,7 +256,7 @@ class Uplink:
             return False
         return True
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self) -> ReasonedClient:
         up = self.config.uplink
         tls_context = None
         if up.tls is not None:
@@ -212,15 +267,24 @@ class Uplink:
                 tls_context.load_cert_chain(
                     str(up.tls.cert_file), str(up.tls.key_file) if up.tls.key_file else None
                 )
-        return aiomqtt.Client(
+        # A persistent session: the broker keeps the subscription, and the commands and
+        # receipts sent to it while we were away.
+        session: dict[str, Any]
+        if up.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY
+            session = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False,
+                       "properties": props}
+        else:
+            session = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+        return ReasonedClient(
             up.host,
             up.effective_port,
             identifier=self.config.gateway.id,
             username=up.username,
             password=self._password,
             will=aiomqtt.Will(self.topic("status"), self._status("offline"), qos=1, retain=True),
-            # A persistent session: the broker keeps acks sent while we were away.
-            clean_session=False,
+            **session,
             keepalive=max(5, int(up.keepalive)),
             tls_context=tls_context,
             timeout=10,
@@ -293,6 +357,8 @@ class Uplink:
     # -- sending ----------------------------------------------------------------
 
     async def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        loop = asyncio.get_running_loop()
+        receipts = self.config.uplink.receipts
         cursors = dict.fromkeys(Priority, 0)
         inflight = dict.fromkeys(Priority, 0)
         window = {Priority.URGENT: ALERT_WINDOW, Priority.ALERT: ALERT_WINDOW,
@@ -301,10 +367,19 @@ class Uplink:
         if self._deleting:
             # Deletions from the last session first: fewer items sent twice.
             await asyncio.gather(*self._deleting, return_exceptions=True)
+        # A new session reads the outbox from the start: all that waited (refused, or
+        # awaiting a receipt) goes again from there.
+        self._later.clear()
+        self._next_due = math.inf
+        self._delivery_dirty = True
+        self._pending_retry.clear()
+        self._receipted.clear()
         # store.added[prio] when a read of that class came back short: nothing more to read
         # until something is added (one SQLite round trip saved per publish completed).
         exhausted_at = dict.fromkeys(Priority, -1)
         backlog_inflight = [0]  # stored telemetry batches in flight
+        next_check = loop.time() + STUCK_CHECK
+        suspects: dict[Priority, int] = {}  # class -> seq seen waiting unsent at the last check
 
         async def publish(item: OutboxItem | None, hot: tuple[str, int] | None,
                           prio: Priority) -> None:
@@ -312,29 +387,67 @@ class Uplink:
             kind = item.kind if item is not None else "telemetry"
             topic = self.topic(TOPIC_OF_KIND.get(kind, "telemetry"))
             qos = 1 if kind in ("alert", "audit") else self.config.uplink.telemetry_qos
-            # Any failure propagates: the TaskGroup ends the session and everything not
-            # PUBACKed is sent again after reconnecting.
-            await client.publish(topic, payload, qos=qos, timeout=PUBACK_TIMEOUT)
+            # Any other failure propagates: the TaskGroup ends the session and everything
+            # not PUBACKed is sent again after reconnecting.
+            try:
+                await client.publish(topic, payload, qos=qos, timeout=PUBACK_TIMEOUT)
+            except PublishRefused as refusal:
+                inflight[prio] -= 1
+                if item is None:
+                    self._hot_inflight.pop(id(hot), None)
+                    log.warning("telemetry batch refused by the broker: %s", refusal.reason)
+                elif prio is Priority.TELEMETRY:
+                    backlog_inflight[0] -= 1
+                    log.warning("%s refused by the broker: %s",
+                                "audit record" if kind == "audit" else "telemetry batch",
+                                refusal.reason)
+                else:
+                    self._refused(item, refusal, loop.time())
+                self._wake.set()
+                return
             self.stats.published[kind] = self.stats.published.get(kind, 0) + 1
             inflight[prio] -= 1
             if item is not None:
                 if prio is Priority.TELEMETRY:
                     backlog_inflight[0] -= 1
-                done.append(item)
+                    done.append(item)
+                elif receipts and item.event_id:
+                    self._await_receipt(item, loop.time())
+                else:
+                    self._accepted(item)
+                    done.append(item)
             else:
                 self._hot_inflight.pop(id(hot), None)
             self._wake.set()
 
         while True:
             self._wake.clear()
+            now = loop.time()
             if done:
                 # Not awaited here: an SOS that arrives while a backlog drains must not
                 # wait for the deletion of the telemetry just PUBACKed. Kept out of the
                 # session's task group so that a lost link does not cancel it half-way.
                 batch, done[:] = list(done), []
-                task = asyncio.ensure_future(self.store.delivered(batch))
-                self._deleting.add(task)
-                task.add_done_callback(self._deleted)
+                self._delete_later(self.store.delivered(batch))
+            due = [w for w in self._later.values() if w.due <= now] if now >= self._next_due else []
+            if due:
+                self._next_due = min((w.due for w in self._later.values() if w.due > now),
+                                     default=math.inf)
+                self._delivery_dirty = True
+            for later in due:
+                # Refused, or no receipt in time: the same transition (same event_id) again.
+                del self._later[later.item.event_id or ""]
+                if later.refused is None:
+                    self.stats.resent += 1
+                    log.info("no receipt for event %s in time: sending it again",
+                             later.item.event_id)
+                inflight[later.item.priority] += 1
+                self._pending_retry[later.item.event_id or ""] = later
+                tg.create_task(publish(later.item, None, later.item.priority))
+            self._show_delivery(now)
+            if now >= next_check:
+                next_check = now + STUCK_CHECK
+                await self._check_stuck(cursors, exhausted_at, suspects)
             for prio in (Priority.URGENT, Priority.ALERT, Priority.TELEMETRY):
                 free = window[prio] - inflight[prio]
                 if free <= 0:
@@ -369,12 +482,144 @@ class Uplink:
                     tg.create_task(publish(item, None, prio))
             if self._devices_dirty and self._devices_payload is not None:
                 self._devices_dirty = False
-                tg.create_task(
-                    client.publish(self.topic("devices"), self._devices_payload, qos=1,
-                                   retain=True, timeout=PUBACK_TIMEOUT)
-                )
+                tg.create_task(self._publish_devices(client, self._devices_payload))
             if not self._wake.is_set():
-                await self._wake.wait()
+                wait = next_check - loop.time()
+                wait = min(wait, self._next_due - loop.time())
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the session's
+                # cancellation when the event is set at that moment, and the sender then
+                # goes on making tasks in a task group that is shutting down.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, wait)):
+                        await self._wake.wait()
+
+    async def _check_stuck(self, cursors: dict[Priority, int], exhausted_at: dict[Priority, int],
+                           suspects: dict[Priority, int]) -> None:
+        """The invariant: while connected, no row of a class the sender believes read to the
+        end waits past its cursor. A row seen there at two checks in a row (a few seconds) is
+        stuck: said at error, counted, and the class read again from its cursor."""
+        for prio in (Priority.URGENT, Priority.ALERT, Priority.TELEMETRY):
+            if exhausted_at[prio] != self.store.added[prio]:
+                suspects.pop(prio, None)  # a read is due anyway
+                continue
+            waiting = await self.store.pending(prio, cursors[prio], 1)
+            if not waiting:
+                suspects.pop(prio, None)
+                continue
+            seq = waiting[0].seq
+            if suspects.get(prio, seq + 1) <= seq:
+                self.stats.stuck += 1
+                log.error(
+                    "outbox stuck: %s item %d waited unsent for over %.0f s while connected;"
+                    " reading the outbox again (%d times so far)",
+                    prio.name.lower(), suspects[prio], STUCK_CHECK, self.stats.stuck,
+                )
+                exhausted_at[prio] = -1
+                suspects.pop(prio, None)
+            else:
+                suspects[prio] = seq
+
+    def _delete_later(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._deleting.add(task)
+        task.add_done_callback(self._deleted)
+
+    # -- refusals and receipts ----------------------------------------------------
+
+    def _refused(self, item: OutboxItem, refusal: PublishRefused, now: float) -> None:
+        self.stats.refused += 1
+        before = self._pending_retry.pop(item.event_id or "", None)
+        tries = before.tries + 1 if before is not None else 0
+        key = (refusal.topic, refusal.reason)
+        if key not in self._refusal_logged:
+            # Once per topic and reason: a broker that refuses keeps refusing every retry.
+            self._refusal_logged.add(key)
+            log.error(
+                "the broker REFUSED alert event %s on %s: %s (0x%02x); it is NOT delivered,"
+                " stays in the outbox and is tried again (fix the broker's ACL for this"
+                " gateway)", item.event_id, refusal.topic, refusal.reason, refusal.code,
+            )
+        delay = min(REFUSED_RETRY_MAX, REFUSED_RETRY_MIN * 2 ** min(tries, 10))
+        self._keep_for_later(_Later(item, now + delay, tries, refusal.reason))
+
+    def _await_receipt(self, item: OutboxItem, now: float) -> None:
+        before = self._pending_retry.pop(item.event_id or "", None)
+        if item.event_id in self._receipted:
+            return  # the platform's receipt overtook the broker's PUBACK
+        tries = before.tries + 1 if before is not None and before.refused is None else 0
+        if before is not None and before.refused is not None:
+            log.warning("alert event %s accepted by the broker after refusals",
+                        item.event_id)
+            self._refusal_logged.clear()
+        timeout = self.config.uplink.receipt_timeout
+        self._keep_for_later(
+            _Later(item, now + timeout * min(2 ** tries, RECEIPT_BACKOFF_MAX), tries)
+        )
+
+    def _keep_for_later(self, later: _Later) -> None:
+        self._later[later.item.event_id or ""] = later
+        self._next_due = min(self._next_due, later.due)
+        self._delivery_dirty = True
+
+    def _accepted(self, item: OutboxItem) -> None:
+        before = self._pending_retry.pop(item.event_id or "", None)
+        if before is not None and before.refused is not None:
+            log.warning("alert event %s accepted by the broker after refusals",
+                        item.event_id)
+            self._refusal_logged.clear()
+
+    async def on_receipt(self, raw: Any) -> None:
+        """`P/cmd/receipt` `{"event_ids": [...]}`: the platform has these; they leave the
+        outbox. Publishes no result (docs/mqtt-api.md); a malformed receipt is logged and
+        counted."""
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, TypeError):
+            body = None
+        ids = body.get("event_ids") if isinstance(body, dict) else None
+        if (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
+                or len(raw) > MAX_COMMAND_BYTES):
+            self.stats.bad_commands += 1
+            log.warning("bad receipt: expected {\"event_ids\": [\"...\", ...]}")
+            return
+        self._delivery_dirty = True
+        for event_id in ids:
+            self._later.pop(event_id, None)
+            self._receipted[event_id] = None
+        while len(self._receipted) > RECEIPTS_REMEMBERED:
+            self._receipted.popitem(last=False)
+        self.stats.receipts += len(ids)
+        self._delete_later(self.store.received(ids))
+        self._wake.set()
+
+    def _show_delivery(self, now: float) -> None:
+        """Keep what `hearthgate alerts` shows (refused, sent awaiting a receipt) in the store,
+        at most twice a second: thousands of receipts a minute are not thousands of writes."""
+        if not self._delivery_dirty or now - self._delivery_shown_at < DELIVERY_SHOW_EVERY:
+            return
+        self._delivery_dirty = False
+        self._delivery_shown_at = now
+        refused: dict[str, str] = {}
+        sent: list[str] = []
+        for later in self._later.values():
+            if later.alert_id is None:
+                continue
+            if later.refused is not None:
+                refused[later.alert_id] = later.refused
+            else:
+                sent.append(later.alert_id)
+        shown = {"refused": refused, "awaiting_receipt": sorted(set(sent))}
+        if shown != self._delivery_shown:
+            self._delivery_shown = shown
+            self._delete_later(self.store.put_state(DELIVERY_STATE, shown))
+
+    async def _publish_devices(self, client: aiomqtt.Client, payload: str) -> None:
+        try:
+            await client.publish(self.topic("devices"), payload, qos=1, retain=True,
+                                 timeout=PUBACK_TIMEOUT)
+        except PublishRefused as refusal:
+            log.error("the broker refused the device snapshot on %s: %s", refusal.topic,
+                      refusal.reason)
 
     def _deleted(self, task: asyncio.Task[None]) -> None:
         self._deleting.discard(task)
@@ -394,10 +639,18 @@ class Uplink:
             name = topic[len(cmd_prefix):]
             if name == "result":
                 continue  # our own answers, echoed by the cmd/# subscription
+            if name == "receipt":
+                await self.on_receipt(message.payload)
+                continue
             result = await self.handle_command(name, message.payload)
-            await client.publish(
-                self.topic("cmd/result"), result_bytes(result), qos=1, timeout=PUBACK_TIMEOUT
-            )
+            try:
+                await client.publish(
+                    self.topic("cmd/result"), result_bytes(result), qos=1,
+                    timeout=PUBACK_TIMEOUT,
+                )
+            except PublishRefused as refusal:
+                log.error("the broker refused a command result on %s: %s", refusal.topic,
+                          refusal.reason)
 
     async def handle_command(self, name: str, raw: Any) -> dict[str, Any]:
         """Parse and run one downlink command; always returns a `cmd_result` object."""
@@ -448,5 +701,5 @@ class Uplink:
             await client.publish(
                 self.topic("status"), self._status("offline"), qos=1, retain=True, timeout=3
             )
-        except (aiomqtt.MqttError, TimeoutError) as exc:
+        except (aiomqtt.MqttError, TimeoutError) as exc:  # PublishRefused included
             log.warning("could not publish offline status: %s", exc)

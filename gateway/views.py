@@ -74,6 +74,7 @@ def print_alerts(
                 "site_id": r.site_id, "device_ids": r.device_ids, "status": r.status,
                 "state": r.state, "raised_at": r.raised_at, "updated_at": r.updated_at,
                 "acked_by": r.acked_by, "acked_at": r.acked_at, "message": r.message,
+                "refused_reason": r.refused_reason,
             }, ensure_ascii=False), file=out)
         return 0
     if not rows:

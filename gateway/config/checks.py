@@ -218,6 +218,13 @@ class _Review:
                 " unencrypted",
                 "add tls: {ca_file: /etc/hearthgate/ca.pem}",
             )
+        if uplink.protocol == "3.1.1" and not uplink.receipts:
+            self.warn(
+                ("uplink", "protocol"),
+                "under MQTT 3.1.1 a broker that refuses an alert (an ACL, a quota) still"
+                " acknowledges it: the gateway cannot see the refusal and the alert is lost",
+                "use protocol: 5, or turn on receipts: true (the platform confirms each alert)",
+            )
 
 
 def _is_loopback(host: str) -> bool:

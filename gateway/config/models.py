@@ -113,6 +113,20 @@ class UplinkSection(Section):
     config_rollback_after: Duration = Field(default=120.0, gt=0, le=3600)
     # P/status with the health fields is republished at least this often while online.
     status_interval: Duration = Field(default=300.0, gt=0, le=86400)
+    # MQTT 5 by default: only its PUBACK can say "not delivered" (0x87 not authorized...).
+    protocol: Literal["5", "3.1.1"] = "5"
+    # End-to-end receipts: an alert transition leaves the outbox on the platform's
+    # P/cmd/receipt, not the broker's PUBACK; unconfirmed ones go again after the timeout.
+    receipts: bool = False
+    receipt_timeout: Duration = Field(default=60.0, ge=1.0, le=86_400.0)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_text(cls, value: object) -> object:
+        # YAML reads `protocol: 5` as a number and `3.1.1` as text; both name a version.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
 
     @property
     def effective_port(self) -> int:

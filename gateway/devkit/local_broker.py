@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,9 +41,13 @@ class MosquittoBroker:
         port: int | None = None,
         *,
         tls: tuple[Path, Path, Path] | None = None,
+        persistence: bool = True,
+        extra: str = "",
     ) -> None:
         """`tls=(ca, cert, key)` adds a TLS listener on `tls_port` that requires a client
-        certificate signed by `ca`; the plain listener on `port` stays."""
+        certificate signed by `ca`; the plain listener on `port` stays. `persistence=False`
+        is a broker that forgets everything when it dies; `extra` is appended to the config
+        (`acl_file ...`, `max_queued_messages 10`: later lines win)."""
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerUnavailable("mosquitto is not installed (apt-get install mosquitto)")
@@ -71,7 +76,7 @@ class MosquittoBroker:
             + tls_conf +
             "allow_anonymous true\n"
             # Persistent sessions survive a restart of the broker, as on a real platform.
-            "persistence true\n"
+            f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {self.workdir}/\n"
             f"persistence_file mosquitto-{self.port}.db\n"
             "autosave_interval 0\n"
@@ -80,6 +85,7 @@ class MosquittoBroker:
             "message_size_limit 0\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -116,6 +122,18 @@ class MosquittoBroker:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker dies at once, with whatever it had not saved."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto reads its ACL and password files again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
 
     @property
     def running(self) -> bool:

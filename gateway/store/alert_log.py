@@ -33,12 +33,17 @@ class AlertRow:
     pending: int
     acked_by: str | None
     acked_at: str | None
+    # While pending, what the uplink last knew (its `delivery` state): "refused" by the
+    # broker (with `refused_reason`), or "sent" and awaiting the platform's receipt.
+    delivery: str | None = None
+    refused_reason: str | None = None
 
     @property
     def status(self) -> str:
-        """pending / delivered / acknowledged / cleared, as `hearthgate alerts` shows it."""
+        """pending / refused / sent / delivered / acknowledged / cleared, as `hearthgate
+        alerts` shows it. Never "delivered" while a transition of it waits in the outbox."""
         if self.pending:
-            return "pending"
+            return self.delivery or "pending"
         if self.state == "cleared":
             return "cleared"
         if self.acked_by:
@@ -86,6 +91,6 @@ async def acknowledge(db: aiosqlite.Connection, alert_id: str, by: str, at: str)
 
 async def newest(db: aiosqlite.Connection, limit: int) -> list[AlertRow]:
     """The log, the most recently raised alert first."""
-    async with db.execute(NEWEST, (limit,)) as cur:
-        rows = await cur.fetchall()
+    # One call on the connection's thread (execute and fetch together): see Outbox.pending.
+    rows = await db.execute_fetchall(NEWEST, (limit,))
     return [alert_row(r) for r in rows]

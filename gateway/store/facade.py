@@ -173,6 +173,10 @@ class Store:
         """PUBACK received: remove these from the outbox."""
         await self._outbox.delivered(items)
 
+    async def received(self, event_ids: Sequence[str]) -> None:
+        """The platform's receipt (`uplink.receipts`): remove these alert transitions."""
+        await self._outbox.received(event_ids)
+
     async def depth(self) -> dict[Priority, int]:
         return await self._outbox.depth()
 

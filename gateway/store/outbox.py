@@ -102,12 +102,12 @@ class Outbox:
         if not self._held:
             # Held alerts take the outbox's next numbers, so that the uplink's cursors and
             # the rows written on recovery agree; nothing else enters the outbox meanwhile.
-            async with self._reader.execute(
+            rows = await self._reader.execute_fetchall(
                 "SELECT COALESCE(MAX(seq), 0) FROM"
                 " (SELECT seq FROM sqlite_sequence WHERE name='outbox'"
                 "  UNION ALL SELECT MAX(seq) FROM outbox)"
-            ) as cur:
-                row = await cur.fetchone()
+            )
+            row = next(iter(rows))
             self._held_seq = max(self._held_seq, int(row[0] or 0))
 
     def recovered(self) -> int:
@@ -279,12 +279,16 @@ class Outbox:
     ) -> list[OutboxItem]:
         """Waiting items of one priority class in order, from `after_seq` on (a read; no writer)."""
         gone = self._gone
-        async with self._reader.execute(
+        # Executed and fetched in one call on the reader's thread, never as execute() then
+        # fetchall(): a caller cancelled between the two (the uplink's sender, when the link
+        # drops) left a stepped statement that aiosqlite's thread kept alive, and with it a
+        # read transaction, so the next read saw the outbox as it was before (issue 12; see
+        # tests/delivery/test_stale_read.py).
+        rows = await self._reader.execute_fetchall(
             "SELECT seq, priority, kind, event_id, readings, payload FROM outbox"
             " WHERE priority=? AND seq>? ORDER BY seq LIMIT ?",
             (int(priority), after_seq, limit + len(gone)),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         items = [OutboxItem(r[0], Priority(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
         if gone:
             items = [i for i in items if i.seq not in gone]
@@ -322,12 +326,40 @@ class Outbox:
 
         await self._writer.write(job, durable=False, defer=True)
 
+    async def received(self, event_ids: Sequence[str]) -> None:
+        """The platform's receipt: remove the alert transitions with these event_ids. Ones
+        already gone (a receipt repeated, or for a transition of another gateway) are no-ops."""
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return
+        held = {i.event_id: i for i in self._held.values()}
+        items = [held[e] for e in ids if e in held]
+        for item in items:
+            self._held.pop(item.seq, None)
+
+        async def job(db: aiosqlite.Connection) -> None:
+            for event_id in ids:
+                rows = await db.execute_fetchall(
+                    "DELETE FROM outbox WHERE kind='alert' AND event_id=? RETURNING payload",
+                    (event_id,),
+                )
+                for (payload,) in rows:
+                    await alert_log.delivered(db, json.loads(payload)["alert_id"])
+
+        if self._writer.degraded:
+            # Their DELETE waits with the held writes; `pending` must not return them meanwhile.
+            seqs = await self._reader.execute_fetchall(
+                f"SELECT seq FROM outbox WHERE event_id IN ({','.join('?' * len(ids))})", ids
+            )
+            self._gone.update(int(r[0]) for r in seqs)
+            self._gone.update(i.seq for i in items)
+        await self._writer.write(job, durable=False, defer=True)
+
     async def depth(self) -> dict[Priority, int]:
         """Items waiting on disk, per priority class."""
-        async with self._reader.execute(
+        rows = await self._reader.execute_fetchall(
             "SELECT priority, COUNT(*) FROM outbox GROUP BY priority"
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         out = dict.fromkeys(Priority, 0)
         out.update({Priority(p): n for p, n in rows})
         return out

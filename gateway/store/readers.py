@@ -4,6 +4,7 @@ gateway/views.py), while the service runs or not: plain sqlite3, no writer, no a
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,20 @@ def read_only(data_dir: Path) -> sqlite3.Connection | None:
 
 
 def read_alerts(conn: sqlite3.Connection, limit: int = 1000) -> list[AlertRow]:
-    rows = conn.execute(alert_log.NEWEST, (limit,))
-    return [alert_log.alert_row(r) for r in rows]
+    """The alert log, newest first, with the uplink's view of what is still pending (refused
+    by the broker, or sent and awaiting a receipt: its `delivery` state, gateway/uplink.py)."""
+    rows = [alert_log.alert_row(r) for r in conn.execute(alert_log.NEWEST, (limit,))]
+    shown = read_state(conn, "delivery")
+    if not isinstance(shown, dict):
+        return rows
+    refused = shown.get("refused") if isinstance(shown.get("refused"), dict) else {}
+    sent = set(shown.get("awaiting_receipt") or ())
+    return [
+        replace(r, delivery="refused", refused_reason=str(refused[r.alert_id]))
+        if r.pending and r.alert_id in refused
+        else replace(r, delivery="sent") if r.pending and r.alert_id in sent else r
+        for r in rows
+    ]
 
 
 def read_state(conn: sqlite3.Connection, key: str) -> Any | None:

@@ -30,6 +30,7 @@ async def put(db: aiosqlite.Connection, key: str, text: str) -> None:
 
 async def get(db: aiosqlite.Connection, key: str) -> Any | None:
     """The value of `key`, decoded; None when it was never set."""
-    async with db.execute(GET, (key,)) as cur:
-        row = await cur.fetchone()
+    # One call on the connection's thread (execute and fetch together): see Outbox.pending.
+    rows = list(await db.execute_fetchall(GET, (key,)))
+    row = rows[0] if rows else None
     return decode(row[0] if row else None)

@@ -378,3 +378,13 @@ def test_redact_hides_quoted_and_long_secrets_only() -> None:
     assert redact("got 'ab', not a number", ["ab"]) == "got '***', not a number"
     assert redact("a bad value at b", ["a"]) == "a bad value at b"
     assert redact("token s3cr3t-xyz leaked", ["s3cr3t-xyz"]) == "token *** leaked"
+
+
+def test_uplink_protocol_defaults_to_5_and_3_1_1_without_receipts_warns(tmp_path: Path) -> None:
+    assert load(write(tmp_path, GOOD)).config.uplink.protocol == "5"
+    text = GOOD.replace("  keepalive: 45s\n", "  keepalive: 45s\n  protocol: 3.1.1\n")
+    (w,) = warnings_of(tmp_path, text)
+    assert w[:2] == pos(text, "3.1.1") and "cannot see the refusal" in w[2]
+    with_receipts = text.replace("  protocol: 3.1.1\n", "  protocol: 3.1.1\n  receipts: true\n")
+    assert warnings_of(tmp_path, with_receipts) == []
+    assert load(write(tmp_path, with_receipts)).config.uplink.receipts is True
