@@ -286,7 +286,7 @@ b = m["build"]
 if field == "version":
     print(m["version"])
 elif field == "describe":
-    print(f"{b['tag'] or 'no tag'}, commit {b['commit'] or 'unknown'}")
+    print(f"{'tag ' + b['tag'] if b['tag'] else 'no tag'}, commit {b['commit'] or 'unknown'}")
 elif field == "python":
     print(m["python"])
 elif field == "arches":

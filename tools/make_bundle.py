@@ -256,7 +256,8 @@ def summary(bundle: Path) -> str:
         manifest = json.load(tar.extractfile(member))  # type: ignore[arg-type]
     build = manifest["build"]
     lines = [f"{bundle} ({bundle.stat().st_size / 1e6:.1f} MB): hearthgate {manifest['version']}"
-             f" ({build['tag'] or 'no tag'}, commit {build['commit'] or 'unknown'})"]
+             f" ({'tag ' + build['tag'] if build['tag'] else 'no tag'},"
+             f" commit {build['commit'] or 'unknown'})"]
     for arch, part in manifest["arches"].items():
         lines.append(f"  {arch}: {len(part['packages'])} wheels, {part['size'] / 1e6:.1f} MB,"
                      f" compiled: {', '.join(part['compiled']) or 'none'}")
