@@ -273,7 +273,10 @@ class PlatformConsole:
 
     def _status(self, body: dict[str, Any]) -> None:
         state = str(body.get("state", "?"))
-        self.status.append((state, str(body.get("ts", ""))))
+        # P/status is republished while online with refreshed health fields (uptime, outbox):
+        # the summary lists changes of state, not every refresh.
+        if not self.status or self.status[-1][0] != state:
+            self.status.append((state, str(body.get("ts", ""))))
 
 
     # -- the closing summary ------------------------------------------------------
