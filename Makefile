@@ -9,7 +9,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test bench faults lint install uninstall system-deps clean
+.PHONY: demo test bench faults lint install uninstall bundle system-deps clean
 
 system-deps:
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; }
@@ -45,10 +45,17 @@ install:
 uninstall:
 	$(SUDO) ./systemd/install.sh $(INSTALL_ARGS) uninstall
 
+# The offline install bundle for sites without PyPI: dist/hearthgate-<version>-bundle.tar.gz,
+# the wheel with its build baked in and every dependency's wheels per architecture
+# (tools/make_bundle.py; on the Pi: sudo ./systemd/install.sh --bundle FILE).
+ARCHES ?= aarch64 armv7l x86_64
+bundle: $(STAMP)
+	$(PY) tools/make_bundle.py --arch "$(ARCHES)"
+
 # ruff, and the import contracts of pyproject.toml (a core at the bottom, imports one way).
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/import_contracts.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

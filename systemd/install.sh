@@ -15,6 +15,12 @@
 #                      scripts name DIR in their #! lines, so the tree is not a system image.
 #   --python PY        the Python (>= 3.11) for the virtualenv (default python3)
 #   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR")
+#   --bundle FILE      install the program from an offline bundle (`make bundle`: a .tar.gz, or
+#                      the folder it unpacks to) with no package index: its wheels for this
+#                      machine's architecture, checked against their sha256. Run from an
+#                      unpacked bundle (its systemd/install.sh), the bundle is the default.
+#   --arch ARCH        with --bundle: the wheels to take (default: those of --python's own
+#                      architecture: aarch64, armv7l or x86_64)
 #   --example FILE     config example copied to config.yaml when none exists
 #                      (default: config/minimal.yaml)
 #   --properties FILE  udev-add: read the adapter's properties from FILE (the output of
@@ -31,6 +37,10 @@ ROOT=""
 DRY_RUN=0
 PYTHON=python3
 PIP_OPTS=""
+BUNDLE=""
+BUNDLE_DIR="" # the bundle, unpacked
+BUNDLE_TMP="" # where this run unpacked it (removed at exit)
+ARCH=""
 EXAMPLE=""
 PROPERTIES=""
 MATCH_BY=""
@@ -254,6 +264,87 @@ pip_install() { # VENV HASH
     printf '%s\n' "$2" >"$1/.hearthgate-source"
 }
 
+# --- the offline bundle (tools/make_bundle.py) -----------------------------------------------
+
+# The architecture whose wheels fit --python. A 32-bit Raspberry Pi OS on a 64-bit kernel
+# says aarch64 in `uname -m` but runs armv7l programs: ask the pointer size, as pip does.
+python_arch() {
+    "$PYTHON" -c 'import platform, struct
+m = platform.machine().lower()
+if struct.calcsize("P") == 4 and m in ("aarch64", "arm64", "armv8l", "armv8b"):
+    m = "armv7l"
+print({"amd64": "x86_64", "arm64": "aarch64"}.get(m, m))'
+}
+
+# FIELD of the manifest for ARCH: version, describe, python, arches, hash.
+manifest_field() { # FIELD
+    "$PYTHON" - "$BUNDLE_DIR/MANIFEST.json" "$ARCH" "$1" <<'PY'
+import hashlib, json, sys
+path, arch, field = sys.argv[1:]
+m = json.load(open(path, encoding="utf-8"))
+b = m["build"]
+if field == "version":
+    print(m["version"])
+elif field == "describe":
+    print(f"{'tag ' + b['tag'] if b['tag'] else 'no tag'}, commit {b['commit'] or 'unknown'}")
+elif field == "python":
+    print(m["python"])
+elif field == "arches":
+    print(" ".join(m["arches"]))
+elif field == "hash":  # what this architecture installs: every wheel's sha256
+    part = m["arches"][arch]
+    text = "\n".join(f"{p['file']} {p['sha256']}" for p in part["packages"])
+    print(hashlib.sha256(text.encode()).hexdigest()[:16])
+PY
+}
+
+cleanup() {
+    if [[ -n $BUNDLE_TMP ]]; then rm -rf "$BUNDLE_TMP"; fi
+}
+
+# Unpack the bundle (also for --dry-run: reading it changes nothing on the system) and check
+# it has wheels for this machine and its Python.
+open_bundle() {
+    local top arches python have
+    if [[ -d $BUNDLE ]]; then
+        BUNDLE_DIR=$(cd "$BUNDLE" && pwd)
+    else
+        [[ -f $BUNDLE ]] || die "bundle $BUNDLE not found"
+        BUNDLE_TMP=$(mktemp -d "${TMPDIR:-/tmp}/hearthgate-bundle.XXXXXX")
+        trap cleanup EXIT
+        tar -xzf "$BUNDLE" -C "$BUNDLE_TMP" --no-same-owner ||
+            die "$BUNDLE is not a readable .tar.gz"
+        top=$(find "$BUNDLE_TMP" -mindepth 2 -maxdepth 2 -name MANIFEST.json -printf '%h\n')
+        [[ -n $top ]] || die "$BUNDLE has no MANIFEST.json: not a hearthgate bundle"
+        BUNDLE_DIR=$top
+    fi
+    [[ -f $BUNDLE_DIR/MANIFEST.json ]] || die "$BUNDLE has no MANIFEST.json: not a hearthgate bundle"
+    [[ -n $ARCH ]] || ARCH=$(python_arch)
+    arches=$(manifest_field arches) || die "cannot read $BUNDLE_DIR/MANIFEST.json"
+    [[ " $arches " == *" $ARCH "* ]] ||
+        die "the bundle has no wheels for $ARCH (it has: $arches); build one with make bundle ARCHES=$ARCH"
+    python=$(manifest_field python)
+    have=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    [[ $have == "$python" ]] ||
+        die "the bundle is for Python $python; $PYTHON is $have (use --python python$python)"
+    # The unit, udev rules, example config and docs come from the bundle too, so they match
+    # the program installed (this script may be an older checkout's).
+    SRC=$BUNDLE_DIR
+}
+
+pip_install_bundle() { # VENV HASH
+    # --isolated: no pip.conf or PIP_* variable can add an index or a wheel from elsewhere;
+    # --require-hashes: every wheel is the one the manifest names.
+    # shellcheck disable=SC2086 # PIP_OPTS is a list of options on purpose
+    if ! "$1/bin/python" -m pip install --isolated --quiet --disable-pip-version-check \
+        --no-cache-dir --no-index --find-links "$BUNDLE_DIR/wheels/any" \
+        --find-links "$BUNDLE_DIR/wheels/$ARCH" --require-hashes --force-reinstall \
+        $PIP_OPTS -r "$BUNDLE_DIR/requirements-$ARCH.txt"; then
+        die "pip could not install hearthgate from the bundle into $1 (see above)"
+    fi
+    printf '%s\n' "$2" >"$1/.hearthgate-source"
+}
+
 ensure_python() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
         die "$PYTHON is missing or older than 3.11 (Raspberry Pi OS bookworm has 3.11; try --python)"
@@ -268,6 +359,14 @@ ensure_venv() {
     venv=$(R "$PREFIX/venv")
     if [[ ! -x $venv/bin/python ]]; then
         act "create virtualenv $PREFIX/venv" "$PYTHON" -m venv "$venv"
+    fi
+    if [[ -n $BUNDLE_DIR ]]; then
+        hash="bundle $ARCH $(manifest_field hash)"
+        if [[ $(cat "$venv/.hearthgate-source" 2>/dev/null || true) != "$hash" ]]; then
+            act "install hearthgate $(manifest_field version) ($(manifest_field describe)) from the $hash into $PREFIX/venv" \
+                pip_install_bundle "$venv" "$hash"
+        fi
+        return 0
     fi
     hash=$(source_hash)
     if [[ $(cat "$venv/.hearthgate-source" 2>/dev/null || true) != "$hash" ]]; then
@@ -565,6 +664,9 @@ main() {
         --root=*) ROOT=${1#*=} ;;
         --python) PYTHON=${2:?--python needs a program}; shift ;;
         --pip-opts) PIP_OPTS=${2?--pip-opts needs options}; shift ;;
+        --bundle) BUNDLE=${2:?--bundle needs a file}; shift ;;
+        --bundle=*) BUNDLE=${1#*=} ;;
+        --arch) ARCH=${2:?--arch needs an architecture}; shift ;;
         --example) EXAMPLE=${2:?--example needs a file}; shift ;;
         --properties) PROPERTIES=${2:?--properties needs a file}; shift ;;
         --by) MATCH_BY=${2:?--by needs serial or path}; shift ;;
@@ -580,8 +682,15 @@ main() {
         ROOT=$(cd "$ROOT" && pwd)
         [[ $ROOT != / ]] || ROOT=""
     fi
+    if [[ -z $BUNDLE && ${command:-install} == install && -f $SRC/MANIFEST.json ]]; then
+        BUNDLE=$SRC # run from an unpacked bundle: it has no source to build
+    fi
     case ${command:-install} in
-    install) ((${#args[@]} == 0)) || usage 2; cmd_install ;;
+    install)
+        ((${#args[@]} == 0)) || usage 2
+        if [[ -n $BUNDLE ]]; then open_bundle; fi
+        cmd_install
+        ;;
     uninstall) ((${#args[@]} == 0)) || usage 2; cmd_uninstall ;;
     udev-add) cmd_udev_add "${args[@]}" ;;
     *) note "unknown command $command"; usage 2 ;;

@@ -4,6 +4,10 @@ wrong types, unknown command names, non-UTF-8, deeply nested JSON, payloads up t
 Outcome: the gateway never crashes; every command on a command topic gets exactly one
 `cmd_result` (ok:false with an error, or ok:true for a ping that happens to be valid);
 afterwards the gateway still answers a ping and still raises an SOS.
+
+The fleet commands get their own bad input (config pushes that are not JSON, not YAML, not
+a mapping, of wrong types, an alias bomb, too big; logs with wrong types): each refused with
+the reason, the config file untouched, the gateway alerting throughout.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from hearthgate.config_files import config_hash
+from hearthgate.config_push import signature
 from hearthgate.devkit.testkit import GatewayProcess
 from tests.faults.faultkit import (
     ALERTS,
@@ -142,5 +148,96 @@ async def test_downlink_fuzz_never_crashes(tmp_path, broker, home_broker, platfo
         record("downlink_fuzz", commands=len(expected), ok_true=len(oks),
                ok_false=len(answers) - len(oks),
                largest_bytes=max(len(p) for _, p in commands), seconds=seconds)
+    finally:
+        gw.close()
+
+
+# -- the fleet commands: config pushes and logs with bad input ---------------------------------
+
+KEY = "fuzz-config-key-0123456789abcdef"
+
+
+def fleet_bad_input(text: str) -> list[tuple[str, bytes, str]]:
+    """(command, payload, a word the error must contain) for P/cmd/config and P/cmd/logs.
+
+    The pushes that are signed correctly and name the right base get past the signature and
+    reach the parser and the checks: not YAML, not a mapping, wrong types, an alias bomb, a
+    `!secret` that does not exist, too big."""
+    base = config_hash(text.encode())
+
+    def signed(yaml: str, **extra: Any) -> bytes:
+        return json.dumps({"id": "c", "yaml": yaml, "base": base,
+                           "sig": signature(KEY.encode(), yaml.encode()), **extra}).encode()
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    return [
+        ("config", b"gateway: {id: x}", "JSON"),  # YAML where the JSON envelope belongs
+        ("config", b"[1, 2]", "object"),
+        ("config", json.dumps({"yaml": 5, "base": base, "sig": "00"}).encode(), "yaml"),
+        ("config", json.dumps({"yaml": ["gateway:"], "base": base, "sig": "00"}).encode(),
+         "yaml"),
+        ("config", json.dumps({"yaml": text, "base": 7, "sig": "00"}).encode(), "base"),
+        ("config", json.dumps({"yaml": text, "base": base}).encode(), "sig"),
+        ("config", json.dumps({"yaml": text, "base": base, "sig": "zz" * 32}).encode(),
+         "signature"),
+        ("config", json.dumps({"yaml": None, "base": None, "sig": None}).encode(), "yaml"),
+        ("config", signed("gateway: [unclosed\n  : : {\n\t\x00"), "YAML syntax error"),
+        ("config", signed("- just\n- a list\n"), "must be a mapping"),
+        ("config", signed("gateway: {id: 5, timezone: 12}\nuplink: {host: [1], port: x}\n"),
+         "pushed config:2:27: error: uplink: port: should be a whole number"),
+        ("config", signed(bomb), "aliases expanding"),
+        ("config", signed(text.replace("uplink:\n", "uplink:\n  password: !secret nope\n", 1)),
+         "secret 'nope' cannot be read"),
+        ("config", signed("#" * (300 * 1024)), "256 KiB"),
+        ("logs", b"not json", "JSON"),
+        ("logs", json.dumps({"lines": "200"}).encode(), "lines"),
+        ("logs", json.dumps({"lines": 2.5}).encode(), "lines"),
+        ("logs", json.dumps({"lines": True}).encode(), "lines"),
+        ("logs", json.dumps({"lines": 0}).encode(), "lines"),
+        ("logs", json.dumps({"lines": [200]}).encode(), "lines"),
+        ("logs", json.dumps({"level": 40}).encode(), "level"),
+        ("logs", json.dumps({"level": "LOUD"}).encode(), "level"),
+        ("logs", json.dumps({"level": None}).encode(), "level"),
+    ]
+
+
+async def test_fleet_commands_with_bad_input_are_refused(tmp_path, broker, home_broker,
+                                                         platform, zigbee):
+    sites = site_ids(1)
+    path = write_config(tmp_path, broker, home_broker, sites)
+    text = path.read_text().replace("uplink:\n", f"uplink:\n  config_key: {KEY}\n", 1)
+    path.write_text(text)
+    gw = GatewayProcess(path)
+    cases = fleet_bad_input(text)
+    try:
+        await started(gw, platform)
+        for n, (name, payload, _) in enumerate(cases, 1):
+            await platform.publish(f"{P}/cmd/{name}", payload)
+            # One at a time: each answer is matched to its case by order.
+            await wait_until(lambda n=n: len(platform.on(RESULTS)) >= n, 30,
+                             f"the answer to {name} {payload[:60]!r}")
+        answers = [m.json() for m in platform.on(RESULTS)]
+        assert len(answers) == len(cases)
+        for (name, payload, word), answer in zip(cases, answers, strict=True):
+            assert answer["command"] == name and answer["ok"] is False, (payload[:80], answer)
+            assert word.lower() in answer["error"].lower(), (payload[:80], answer["error"])
+        # A million lines are bounded, not refused.
+        await platform.publish(f"{P}/cmd/logs", {"id": "big", "lines": 10**30})
+        [big] = await platform.wait_json(RESULTS, lambda b: b.get("id") == "big", timeout=20)
+        assert big["ok"] is True and len(json.dumps(big).encode()) < 64 * 1024
+        # Nothing changed; the gateway is still itself and still alerts.
+        assert path.read_text() == text
+        assert not (tmp_path / "config.yaml.pending").exists()
+        assert gw.proc is not None and gw.proc.poll() is None, gw.log_text()[-3000:]
+        await platform.publish(f"{P}/cmd/ping", {"id": "after"})
+        [pong] = await platform.wait_json(RESULTS, lambda b: b.get("id") == "after", timeout=20)
+        assert pong["ok"] is True
+        await press_sos(zigbee, sites[0])
+        [alert] = await platform.wait_json(ALERTS, lambda b: b["state"] == "raised", timeout=20)
+        assert alert["site_id"] == sites[0]
+        assert KEY not in "\n".join(m.payload.decode(errors="replace")
+                                    for m in platform.on(RESULTS))
     finally:
         gw.close()
