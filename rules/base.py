@@ -74,6 +74,11 @@ class Raise:
     details: dict[str, Any] = field(default_factory=dict)
     severity: Severity | None = None  # overrides the rule's severity for this alert
     at: Instant | None = None  # when the condition began, if earlier than now
+    # News while this condition's alert is still open (an SOS pressed again): the engine
+    # publishes it at once as an `escalated` transition with `details.reason` = this, the
+    # signal's device_ids and details, however many escalations the alert already had.
+    # None: a raise while the alert is open is the same condition still holding (ignored).
+    news: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
