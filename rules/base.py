@@ -39,6 +39,7 @@ class SiteDevice:
     kind: str
     protocol: str
     name: str | None = None  # what installers called it ("Bathroom pull-cord")
+    room: str | None = None  # where it is (`bathroom`, ...), as the config's `room:` says
 
 
 @dataclass(frozen=True, slots=True)
