@@ -31,7 +31,7 @@ from hearthgate.drivers import (
     zigbee2mqtt,
 )
 from hearthgate.drivers.base import BusType, ProtocolSpec
-from hearthgate.rules import absence, doors, health, power, sos, water
+from hearthgate.rules import absence, doors, health, power, routine, sos, water
 from hearthgate.rules.base import RuleSpec
 
 __all__ = ["STANDARD", "BusType", "Options", "ProtocolSpec", "Registry", "RuleSpec"]
@@ -137,5 +137,6 @@ STANDARD = Registry.build(
         *doors.RULE_SPECS,
         *power.RULE_SPECS,
         *health.RULE_SPECS,
+        *routine.RULE_SPECS,
     ],
 )
