@@ -16,7 +16,7 @@ from hearthgate.replay import Replayer
 
 ALL_KINDS = frozenset(
     {"water_meter", "power_meter", "motion_sensor", "door_contact", "sos_button",
-     "access_controller", "fall_sensor"}
+     "access_controller", "fall_sensor", "presence_sensor"}
 )
 
 
