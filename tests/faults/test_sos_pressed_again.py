@@ -1,5 +1,5 @@
-"""Every SOS press heard, through a real broker (contract §3, the last paragraph of alert
-types): three buttons of one site pressed while the platform's broker is down reach the
+"""Every SOS press heard, through a real broker (docs/rules.md, `sos` and `fall`; the
+`escalated` transitions in docs/mqtt-api.md): three buttons of one site pressed while the platform's broker is down reach the
 platform, once it is back, as three transitions naming the three buttons; a press after the
 alert's escalations ran out is published at once as `pressed_again`.
 """
