@@ -1,7 +1,8 @@
 """Every SOS press heard, through a real broker (docs/rules.md, `sos` and `fall`; the
-`escalated` transitions in docs/mqtt-api.md): three buttons of one site pressed while the platform's broker is down reach the
-platform, once it is back, as three transitions naming the three buttons; a press after the
-alert's escalations ran out is published at once as `pressed_again`.
+`escalated` transitions in docs/mqtt-api.md): three buttons of one site pressed while the
+platform's broker is down reach the platform, once it is back, as three transitions naming
+the three buttons; a press after the alert's escalations ran out is published at once as
+`pressed_again`.
 """
 
 from __future__ import annotations
