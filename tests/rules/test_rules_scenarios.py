@@ -49,11 +49,9 @@ def scenario(incident: str | None, days: int, seed: int, tz: str = "Asia/Shangha
 def test_thirty_ordinary_days_raise_nothing(seed: int, tz: str, start: str) -> None:
     events, _ = scenario(None, 30, seed, tz, start)
     assert len(events) > 30_000
-    began = time.perf_counter()
-    out = replay_events(build_engine(living_alone(tz)), events)
-    elapsed = time.perf_counter() - began
-    assert out == []
-    assert elapsed < 10, f"a 30-day replay took {elapsed:.1f} s"
+    # How fast is a bench figure (bench/routine_suite.py prints events/s), not a test: a
+    # timed assertion fails on a loaded machine.
+    assert replay_events(build_engine(living_alone(tz)), events) == []
 
 
 def _at(ts: float) -> datetime:
