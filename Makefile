@@ -9,7 +9,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test bench faults lint install uninstall bundle system-deps clean
+.PHONY: demo test bench routine-suite faults lint install uninstall bundle system-deps clean
 
 system-deps:
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; }
@@ -31,6 +31,11 @@ test: system-deps $(STAMP)
 
 bench: system-deps $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Issue 16's scenario suite: simulated residents, three incidents, minutes to the first alert
+# and false alarms per resident-month (docs/rules.md, "Measured"); a few minutes.
+routine-suite: system-deps $(STAMP)
+	$(PY) bench/routine_suite.py $(SUITE_ARGS)
 
 # The fault-injection suite: the CI profile (also part of `make test`) and the long one.
 faults: system-deps $(STAMP)

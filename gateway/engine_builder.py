@@ -23,7 +23,7 @@ def build_engine(config: GatewayConfig, **kwargs: Any) -> RuleEngine:
     rules_by_site: dict[str, list[Rule]] = {}
     for site in config.sites:
         configured = [d for d in config.devices if d.site == site.id]
-        devices = tuple(SiteDevice(d.id, d.kind, d.protocol, d.name) for d in configured)
+        devices = tuple(SiteDevice(d.id, d.kind, d.protocol, d.name, d.room) for d in configured)
         # Presence inference waits for motion after the door: only a PIR is sure to send
         # it. A radar that reports only presence would make every still resident "away",
         # pausing the absence rules, so a site of radars alone stays unknown (= home).

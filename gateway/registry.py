@@ -31,7 +31,7 @@ from hearthgate.drivers import (
     zigbee2mqtt,
 )
 from hearthgate.drivers.base import BusType, ProtocolSpec
-from hearthgate.rules import absence, doors, hazards, health, power, sos, water
+from hearthgate.rules import absence, doors, hazards, health, power, routine, sos, water
 from hearthgate.rules.base import RuleSpec
 
 __all__ = ["STANDARD", "BusType", "Options", "ProtocolSpec", "Registry", "RuleSpec"]
@@ -144,5 +144,6 @@ STANDARD = Registry.build(
         *doors.RULE_SPECS,
         *power.RULE_SPECS,
         *health.RULE_SPECS,
+        *routine.RULE_SPECS,
     ],
 )

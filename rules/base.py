@@ -45,6 +45,7 @@ class SiteDevice:
     kind: str
     protocol: str
     name: str | None = None  # what installers called it ("Bathroom pull-cord")
+    room: str | None = None  # where it is (`bathroom`, ...), as the config's `room:` says
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,11 @@ class Raise:
     details: dict[str, Any] = field(default_factory=dict)
     severity: Severity | None = None  # overrides the rule's severity for this alert
     at: Instant | None = None  # when the condition began, if earlier than now
+    # News while this condition's alert is still open (an SOS pressed again): the engine
+    # publishes it at once as an `escalated` transition with `details.reason` = this, the
+    # signal's device_ids and details, however many escalations the alert already had.
+    # None: a raise while the alert is open is the same condition still holding (ignored).
+    news: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,11 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
         {"type": "device_offline"},
         {"type": "battery_low", "below": 15},
         {"type": "tamper"},
+        # Learned from the resident's own routine (rules/routine.py); fixed windows until
+        # they have learned.
+        {"type": "not_up"},
+        {"type": "stillness"},
+        {"type": "night_bathroom"},
     ],
     # A room in a care facility: staff are near, doors open at night for rounds, and
     # residents rarely go out alone, so no `door_night` or `no_exit`; tighter windows.
@@ -48,6 +53,9 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
         {"type": "device_offline"},
         {"type": "battery_low", "below": 20},
         {"type": "tamper"},
+        {"type": "not_up"},
+        {"type": "stillness", "window": "3h", "active_hours": "07:00-21:00"},
+        {"type": "night_bathroom"},
     ],
     "sos_only": [{"type": "sos"}],
 }

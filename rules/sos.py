@@ -1,7 +1,10 @@
 """`sos` and `fall`: raised the moment the device says so; only a person clears them.
 
-One press is one alert: while an alert is open, further presses (or the radio's
-repeats of one press) are part of it. The platform's acknowledgement clears it.
+One press is one alert: while an alert is open, a further press is part of it, and it is
+news (the resident still needs help, or a second person is pressing): each one is published
+at once as an `escalated` transition with `details.reason: "pressed_again"`, the press count
+and the button pressed (contract, alert types). A radio's repeats of one press are not
+presses. The platform's acknowledgement clears the alert.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ class SosRule(Rule):
 
     def __init__(self, site: RuleSite, options: SosOptions) -> None:
         super().__init__(site, options)
-        self.last_press: float | None = None
+        # Per button: the press that began its latest call (monotonic). Repeats are judged
+        # per button, so a second button pressed a second later is a press of its own.
+        self.last_press: dict[str, float] = {}
 
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         if obs.metric != self.metric or obs.value is not True:
@@ -46,9 +51,10 @@ class SosRule(Rule):
         # The window is anchored on the press that began the call, not the latest one:
         # someone pressing again and again must raise a new alert once the window has
         # passed and the first was acknowledged, however short the gaps between presses.
-        if self.last_press is not None and now.mono - self.last_press < self.options.repeat_window:
+        last = self.last_press.get(obs.device_id)
+        if last is not None and now.mono - last < self.options.repeat_window:
             return []
-        self.last_press = now.mono
+        self.last_press[obs.device_id] = now.mono
         details = {"pressed_at": isoformat(obs.at.wall, self.site.timezone)}
         if "action" in obs.attrs:
             details["action"] = obs.attrs["action"]
@@ -58,8 +64,19 @@ class SosRule(Rule):
                 message=self.t("紧急呼叫（SOS）", "Emergency call (SOS)"),
                 device_ids=(obs.device_id,),
                 details=details,
+                news="pressed_again",
             )
         ]
+
+    def snapshot(self, now: Instant) -> dict[str, object]:
+        # Ages, for the repeat window across a restart (a radio repeat heard after a
+        # quick restart is still a repeat).
+        return {"press_ages": {d: now.mono - t for d, t in self.last_press.items()}}
+
+    def restore(self, state: dict[str, object], saved_at: Instant, now: Instant) -> None:
+        ages = state.get("press_ages", {})
+        if isinstance(ages, dict):
+            self.last_press = {str(d): saved_at.mono - float(a) for d, a in ages.items()}
 
 
 class FallRule(SosRule):
@@ -73,6 +90,7 @@ class FallRule(SosRule):
                 message=self.t("检测到跌倒", "Fall detected"),
                 device_ids=s.device_ids,
                 details=s.details,
+                news=s.news,
             )
             for s in super().on_observation(obs, now)
             if isinstance(s, Raise)

@@ -8,11 +8,15 @@ protocol or rule type declares (`hearthgate.registry`) and kept in `.options`.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hearthgate.core.durations import Duration
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# One word, in any script (`bathroom`, `卫生间`): no spaces, at most 32 characters.
+ROOM_PATTERN = r"^[^\s]{1,32}$"
 
 
 class Options(BaseModel):
@@ -52,6 +56,7 @@ class BusConfig(Section):
     options: Options
 
 
+
 class DeviceConfig(Section):
     """One entry of `devices:`: the common keys and its protocol's options."""
 
@@ -61,6 +66,19 @@ class DeviceConfig(Section):
     protocol: str
     bus: str
     name: str | None = None
+    # Where in the home it is (`bedroom`, `bathroom`, `kitchen`, `living`, `entrance`, or
+    # any other word): the routine rules judge where the resident was last seen by it.
+    room: str | None = Field(default=None, json_schema_extra={"pattern": ROOM_PATTERN})
     # Silence after which the device counts as offline (hearthgate.core.health).
     offline_after: Duration | None = None
     options: Options
+
+    @field_validator("room")
+    @classmethod
+    def _one_word(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(ROOM_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not one word: write a room as one word of at most 32"
+                " characters, like bathroom or living"
+            )
+        return value

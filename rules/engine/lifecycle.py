@@ -42,6 +42,7 @@ class OpenAlert:
     escalations: int = 0
     next_escalation: float | None = None  # monotonic
     acked_by: str | None = None
+    presses: int = 1  # raises of this condition folded into it (SOS presses), counting the first
 
 
 class AlertLifecycle:
@@ -79,6 +80,8 @@ class AlertLifecycle:
             alert_id = self.by_rule_key.get(rule_key)
             if isinstance(signal, Raise):
                 if alert_id is not None:
+                    if signal.news is not None:
+                        out.append(self._news(self.open[alert_id], signal, now))
                     continue
                 if self.quiet_until.get(rule_key, -math.inf) > now.mono:
                     self.pending[rule_key] = (rule, signal)
@@ -135,7 +138,11 @@ class AlertLifecycle:
                 event_id=new_id(now.wall),
                 state=AlertState.ESCALATED,
                 ts=now.wall,
-                details={**alert.transition.details, "escalation": alert.escalations},
+                details={
+                    **alert.transition.details,
+                    "escalation": alert.escalations,
+                    "reason": "unacknowledged",
+                },
             )
             rule = self.rule_for(alert.rule_key)
             after = self._escalate_after(rule, alert.transition.severity) if rule else None
@@ -143,6 +150,28 @@ class AlertLifecycle:
             alert.next_escalation = now.mono + after if more and after else None
             out.append(alert.transition)
         return out
+
+    def _news(self, alert: OpenAlert, signal: Raise, now: Instant) -> AlertTransition:
+        """An `escalated` transition for news about an open alert (an SOS pressed again).
+
+        Published at once, outside the escalation count and clock: a press after the
+        escalations ran out is heard too, and the regular escalations go on as before.
+        """
+        alert.presses += 1
+        alert.transition = replace(
+            alert.transition,
+            event_id=new_id(now.wall),
+            state=AlertState.ESCALATED,
+            ts=now.wall,
+            device_ids=signal.device_ids,
+            details={
+                **alert.transition.details,
+                **signal.details,
+                "reason": signal.news,
+                "presses": alert.presses,
+            },
+        )
+        return alert.transition
 
     def acknowledge(self, alert_id: str, by: str, now: Instant) -> list[AlertTransition]:
         """Stop escalating `alert_id`; clear it if its rule says a person clears it.

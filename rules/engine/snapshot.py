@@ -40,6 +40,7 @@ def take_snapshot(
                     max(0.0, a.next_escalation - now.mono) if a.next_escalation else None
                 ),
                 "acked_by": a.acked_by,
+                "presses": a.presses,
                 "transition": transition_to_json(a.transition),
             }
             for a in alerts.open.values()
@@ -93,6 +94,7 @@ def restore_alerts(
                     now.mono + max(0.0, escalate_in - credit) if escalate_in is not None else None
                 ),
                 acked_by=item.get("acked_by"),
+                presses=int(item.get("presses", 1)),
             )
         )
     for k, q in state.get("quiet_in", {}).items():

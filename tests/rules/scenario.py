@@ -51,17 +51,29 @@ class Life:
     away: list[tuple[float, float]] = field(default_factory=list)  # (leave, back)
     no_water: list[tuple[float, float]] = field(default_factory=list)  # supply cut
     silent: dict[str, float] = field(default_factory=dict)  # device -> silent from
+    # Motion seen by further PIRs, `pir-<room>` (tests/rules/residents.py: the bedroom).
+    rooms: dict[str, list[float]] = field(default_factory=dict)
     end: float = 0.0
 
     def at(self, day: date, hh: int, mm: float = 0.0) -> float:
         base = datetime.combine(day, time(0), tzinfo=self.tz)
         return (base + timedelta(hours=hh, minutes=mm)).timestamp()
 
-    def moves(self, start: float, end: float, mean_gap: float, room: str = "living") -> None:
+    def moves(self, start: float, end: float, mean_gap: float, room: str = "living",
+              longest: float = 40 * 60) -> None:
         t = start
+        times = self.seen_in(room)
         while t < end:
-            (self.bath if room == "bath" else self.motion).append(t)
-            t += min(self.rng.expovariate(1 / mean_gap), 40 * 60)
+            times.append(t)
+            t += min(self.rng.expovariate(1 / mean_gap), longest)
+
+    def seen_in(self, room: str) -> list[float]:
+        """The motion times of the PIR in `room` (living, bath, or one of `rooms`)."""
+        if room == "living":
+            return self.motion
+        if room == "bath":
+            return self.bath
+        return self.rooms.setdefault(room, [])
 
     def tap(self, start: float, litres: float, minutes: float) -> None:
         self.water.append(Flow(start, start + minutes * 60, litres / 1000 / (minutes * 60)))
@@ -165,8 +177,27 @@ def _ordinary_day(life: Life, day: date, *, out_today: bool, incident: str | Non
     life.moves(bed - 900, bed, 120, "bath")
 
 
-def _integral(flows: list[Flow], t: float) -> float:
-    return sum((min(t, f.end) - f.start) * f.rate for f in flows if f.start < t)
+class _Sweep:
+    """The integral and the rate of flows at increasing times, each flow summed once after it
+    ended: a month of readings would otherwise sum every flow at every read."""
+
+    def __init__(self, flows: list[Flow]) -> None:
+        self.pending = sorted(flows, key=lambda f: f.start)
+        self.next = 0
+        self.ended = 0.0
+        self.active: list[Flow] = []
+
+    def at(self, t: float) -> tuple[float, float]:
+        """(the integral up to t, the rate at t)."""
+        while self.next < len(self.pending) and self.pending[self.next].start < t:
+            self.active.append(self.pending[self.next])
+            self.next += 1
+        for f in [f for f in self.active if f.end <= t]:
+            self.ended += (f.end - f.start) * f.rate
+            self.active.remove(f)
+        running = sum((t - f.start) * f.rate for f in self.active)
+        rate = sum(f.rate for f in self.active if f.start <= t)
+        return self.ended + running, rate
 
 
 def simulate(
@@ -233,9 +264,11 @@ def _cut(life: Life, t: float) -> None:
     life.doors = [d for d in life.doors if d[0] < t]
     life.water = [f for f in life.water if f.start < t]
     life.power = [f for f in life.power if f.start < t]
+    life.rooms = {room: [m for m in times if m < t] for room, times in life.rooms.items()}
 
 
-def _render(life: Life, start: date) -> list[Event]:
+def _render(life: Life, start: date, since: float | None = None) -> list[Event]:
+    """The events of `life` from `start` (or from `since`, epoch seconds) to `life.end`."""
     rng = life.rng
     t0 = life.at(start, 0)
     end = life.end
@@ -249,7 +282,9 @@ def _render(life: Life, start: date) -> list[Event]:
     bath = sorted(m for m in life.bath if life.home(m))
     fridge = [Flow(t0, end, 70.0)]
     power = [f for f in life.power if life.home(f.start)] + fridge
-    for name, times in (("pir-living", motion), ("pir-bath", bath)):
+    rooms = [(f"pir-{room}", sorted(m for m in times if life.home(m)))
+             for room, times in life.rooms.items()]
+    for name, times in (("pir-living", motion), ("pir-bath", bath), *rooms):
         for i, m in enumerate(times):
             raw.append((m, name, "motion", True, {}))
             if i + 1 == len(times) or times[i + 1] > m + 90:
@@ -257,27 +292,32 @@ def _render(life: Life, start: date) -> list[Event]:
     for t, is_open in sorted(d for d in life.doors if life.home(d[0])):
         raw.append((t, "door-1", "door_open", is_open, {}))
     # Meters: read every 5 minutes with a little jitter.
-    t = t0 + 60
+    first = t0 if since is None else max(t0, since)
+    t = t0 + 60 + POLL * ((first - t0) // POLL)
     base_water, base_kwh = 123.456, 4567.8
+    water_sweep, power_sweep = _Sweep(water), _Sweep(power)
     while t < end:
         tt = t + rng.uniform(-5, 5)
+        volume = water_sweep.at(tt)[0]
         if tt < life.silent.get("water-1", float("inf")):
-            total = base_water + _integral(water, tt)
+            total = base_water + volume
             raw.append((tt, "water-1", "water_total_m3", round(total, 3), {}))
-        kwh = base_kwh + _integral(power, tt) / 3600 / 1000
-        watts = sum(f.rate for f in power if f.start <= tt < f.end)
+        joules, watts = power_sweep.at(tt)
+        kwh = base_kwh + joules / 3600 / 1000
         raw.append((tt + 1, "power-1", "energy_total_kwh", round(kwh, 3), {}))
         raw.append((tt + 1, "power-1", "power_w", round(watts + rng.uniform(-5, 5), 1), {}))
         t += POLL
     # Zigbee sensors report battery every 50 +- 10 minutes.
-    for device, pct in (("pir-living", 96.0), ("pir-bath", 91.0), ("door-1", 88.0)):
-        t = t0 + rng.uniform(0, 600)
+    batteries = [("pir-living", 96.0), ("pir-bath", 91.0), ("door-1", 88.0)]
+    batteries += [(name, 93.0) for name, _ in rooms]
+    for device, pct in batteries:
+        t = first + rng.uniform(0, 600)
         while t < end:
             pct -= 0.003
             raw.append((t, device, "battery_pct", round(pct), {}))
             t += rng.uniform(40, 60) * 60
     raw += life.extra
-    raw = [r for r in raw if t0 <= r[0] < end]
+    raw = [r for r in raw if first <= r[0] < end]
     raw.sort(key=lambda r: r[0])
     events = []
     for i, (t, device, metric, value, attrs) in enumerate(raw, start=1):

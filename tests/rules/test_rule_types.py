@@ -71,15 +71,14 @@ def test_sos_one_press_one_alert_ack_clears_and_escalation_is_bounded(harness: B
     alert = got[0]
     assert alert.details["pressed_at"].endswith("+08:00")
     assert alert.message == "Emergency call (SOS)"
-    # The radio repeats the press; a second press a minute later is the same call.
+    # The radio repeats the press: not a press.
     h.advance(1)
-    assert h.obs("sos-1", "sos", True) == []
-    h.advance(60)
     assert h.obs("sos-1", "sos", True) == []
     # Unacknowledged: escalated every 5 minutes, three times, then quiet.
     got = h.advance(2 * H)
     esc = [t for t in got if str(t.state) == "escalated"]
     assert [t.details["escalation"] for t in esc] == [1, 2, 3]
+    assert {t.details["reason"] for t in esc} == {"unacknowledged"}
     assert len({t.event_id for t in esc} | {alert.event_id}) == 4
     assert all(t.alert_id == alert.alert_id for t in esc)
     got = h.ack(alert.alert_id, "worker-17")
@@ -87,6 +86,52 @@ def test_sos_one_press_one_alert_ack_clears_and_escalation_is_bounded(harness: B
     h.advance(60)
     got = h.obs("sos-1", "sos", True)
     assert len(raised(got, "sos")) == 1 and got[0].alert_id != alert.alert_id
+
+
+SOS_BUTTONS = [
+    {"id": "sos-1", "kind": "sos_button", "protocol": "rulestest_rf"},
+    {"id": "sos-2", "kind": "sos_button", "protocol": "rulestest_rf"},
+    {"id": "sos-3", "kind": "sos_button", "protocol": "rulestest_rf"},
+]
+
+
+def test_sos_pressed_again_is_escalated_at_once_naming_each_button(harness: Build) -> None:
+    h = harness([{"type": "sos"}], devices=SOS_BUTTONS)
+    alert = h.obs("sos-1", "sos", True)[0]
+    # A second button a second later is a press of its own, not the first one's radio repeat.
+    h.advance(1)
+    got = h.obs("sos-2", "sos", True)
+    assert [(str(t.state), t.device_ids, t.details["reason"], t.details["presses"])
+            for t in got] == [("escalated", ("sos-2",), "pressed_again", 2)]
+    assert got[0].alert_id == alert.alert_id and got[0].event_id != alert.event_id
+    assert "escalation" not in got[0].details  # not one of the regular escalations
+    h.advance(1)
+    assert h.obs("sos-2", "sos", True) == []  # sos-2's radio repeating itself
+    h.advance(30)
+    got = h.obs("sos-3", "sos", True)
+    assert [(t.device_ids, t.details["presses"]) for t in got] == [(("sos-3",), 3)]
+    # The regular escalations still run, three of them, and then stop ...
+    esc = [t for t in h.advance(H) if str(t.state) == "escalated"]
+    assert [t.details["escalation"] for t in esc] == [1, 2, 3]
+    assert h.advance(H) == []
+    # ... and a press after they ran out is still published at once.
+    got = h.obs("sos-1", "sos", True)
+    assert [(str(t.state), t.device_ids, t.details["reason"], t.details["presses"])
+            for t in got] == [("escalated", ("sos-1",), "pressed_again", 4)]
+    # The press count survives a restart.
+    h.restart(60, reboot=False)
+    got = h.obs("sos-2", "sos", True)
+    assert [t.details["presses"] for t in got] == [5]
+    assert [str(t.state) for t in h.ack(alert.alert_id)] == ["cleared"]
+
+
+def test_fall_reported_again_is_escalated_too(harness: Build) -> None:
+    h = harness([{"type": "fall"}])
+    h.obs("sos-1", "fall", True)
+    h.advance(2 * M)
+    got = h.obs("sos-1", "fall", True)
+    assert [(t.type, str(t.state), t.details["reason"]) for t in got] == [
+        ("fall", "escalated", "pressed_again")]
 
 
 def test_ack_stops_escalation(harness: Build) -> None:

