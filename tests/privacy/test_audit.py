@@ -84,3 +84,74 @@ async def test_commands_and_local_acks_are_audited(
     assert local == records
     assert not [m for m in audit if SECRET.encode() in m.payload]
     assert SECRET not in json.dumps(local)
+
+
+async def test_config_pushes_and_log_requests_are_audited(
+    tmp_path: Path, broker: MosquittoBroker, home_broker: MosquittoBroker
+) -> None:
+    """Through the real runner (`hearthgate run`), which owns `config` and `logs`."""
+    import asyncio
+    import logging
+
+    from hearthgate.config_files import config_hash
+    from hearthgate.log_ring import LogRing
+    from hearthgate.runner import GatewayRunner
+    from tests.fleet.test_fleet_ops import (
+        GW as FLEET_GW,
+    )
+    from tests.fleet.test_fleet_ops import (
+        KEY,
+        PASSWORD,
+        Fleet,
+        config_text,
+        online,
+        write_files,
+    )
+
+    text = config_text(tmp_path, broker.port, home_broker.port)
+    path = write_files(tmp_path, text)
+    base = config_hash(text.encode())
+    ring = LogRing()
+    root = logging.getLogger()
+    root.addHandler(ring)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    stop = asyncio.Event()
+    runner = GatewayRunner(path, ring=ring)
+    fleet_p = f"hearthgate/{FLEET_GW}"
+    async with PlatformSubscriber("127.0.0.1", broker.port, ("hearthgate/#",)) as platform:
+        fleet = Fleet(platform)
+        task = asyncio.create_task(runner.run(stop))
+        try:
+            await online(platform)
+            # Signed with the wrong key; for another base; well signed but invalid YAML keys.
+            bad_sig = await fleet.push(text, base, key="not-the-key")
+            other_base = await fleet.push(text, "0" * 64)
+            invalid = await fleet.push(
+                "# pushed-body-marker-Zx91\n" + text.replace("rules:", "rulez:"), base)
+            await fleet.command("logs", {"id": "logs-1", "lines": 100, "by": "ops-3"})
+            for command_id in (bad_sig, other_base, invalid, "logs-1"):
+                await fleet.result(command_id)
+            await platform.wait_for(lambda ms: len(
+                [m for m in ms if m.topic == f"{fleet_p}/audit"]) >= 4, timeout=20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            root.removeHandler(ring)
+            root.setLevel(old_level)
+        audit = platform.on(f"{fleet_p}/audit")
+    records = [m.json() for m in audit]
+    assert [(r["via"], r["actor"], r["action"], r["target"], r["ok"]) for r in records] == [
+        ("mqtt", "platform", "config", bad_sig, False),
+        ("mqtt", "platform", "config", other_base, False),
+        ("mqtt", "platform", "config", invalid, False),
+        ("mqtt", "ops-3", "logs", "logs-1", True),
+    ]
+    assert "signature" in records[0]["error"]
+    # Never the pushed YAML, the config key, the uplink password or the log lines.
+    for secret in (PASSWORD, KEY, "pushed-body-marker-Zx91", "uplink connected"):
+        assert not [m for m in audit if secret.encode() in m.payload], secret
+    db = sqlite3.connect(tmp_path / "data" / "hearthgate.sqlite3")
+    local = [json.loads(p) for (p,) in db.execute("SELECT payload FROM audit ORDER BY seq")]
+    db.close()
+    assert local == records
