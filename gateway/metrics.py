@@ -210,6 +210,12 @@ class GatewayMetrics:
             "hearthgate_uplink_published_total",
             "Messages acknowledged by the platform's broker, by kind (alert, telemetry, ...).",
             ["kind"])
+        self.uplink_delivery = r.counter(
+            "hearthgate_uplink_delivery_total",
+            "Delivery events of the uplink: refused (a PUBACK reason code of 0x80 or more: not "
+            "delivered), receipts (transitions the platform confirmed), resent (sent again for "
+            "want of a receipt), stuck (found waiting unsent while connected; a bug if ever > 0).",
+            ["event"])
         self.telemetry_dropped = r.counter(
             "hearthgate_telemetry_dropped_total",
             "Telemetry readings dropped because the buffer was full (alerts are never dropped).")

@@ -249,6 +249,9 @@ class Gateway:
         if self.uplink is not None:
             m.uplink_connected.set(1 if self.uplink.stats.connected else 0)
             m.uplink_published.mirror({(k,): v for k, v in self.uplink.stats.published.items()})
+            stats = self.uplink.stats
+            m.uplink_delivery.mirror({("refused",): stats.refused, ("receipts",): stats.receipts,
+                                      ("resent",): stats.resent, ("stuck",): stats.stuck})
         if self.store is not None:
             m.telemetry_dropped.mirror({(): self.store.telemetry_dropped})
             m.store_degraded.set(1 if self.store.degraded else 0)

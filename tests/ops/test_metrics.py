@@ -73,7 +73,8 @@ def test_gateway_metrics_exposition_round_trip() -> None:
     expected_names = {
         "hearthgate_observations_total", "hearthgate_frame_errors_total",
         "hearthgate_alerts_total", "hearthgate_outbox_depth", "hearthgate_uplink_connected",
-        "hearthgate_uplink_published_total", "hearthgate_telemetry_dropped_total",
+        "hearthgate_uplink_published_total", "hearthgate_uplink_delivery_total",
+        "hearthgate_telemetry_dropped_total",
         "hearthgate_driver_restarts_total", "hearthgate_devices_online",
         "hearthgate_store_degraded", "hearthgate_alerts_held",
         "hearthgate_build_info", "process_resident_memory_bytes", "process_start_time_seconds",

@@ -54,4 +54,7 @@ async def test_metrics_from_a_running_gateway(tmp_path: Path, broker: MosquittoB
                for line in lines), text
     assert "hearthgate_devices_online 1" in lines
     assert "hearthgate_telemetry_dropped_total 0" in lines
+    # Nothing refused or stuck on a broker without an ACL; the series exist from the start.
+    assert 'hearthgate_uplink_delivery_total{event="refused"} 0' in lines
+    assert 'hearthgate_uplink_delivery_total{event="stuck"} 0' in lines
     assert any(line.startswith('hearthgate_build_info{version="') for line in lines)
