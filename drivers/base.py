@@ -83,8 +83,14 @@ class DriverContext:
                 extra={"device_id": device_id, "error_kind": kind},
             )
 
-    def set_reachable(self, device: DeviceConfig, reachable: bool, reason: str = "") -> None:
-        """Report a device (un)reachable; emits an `alive` observation only on a change."""
+    def set_reachable(self, device: DeviceConfig, reachable: bool, reason: str = "",
+                      *, heard: bool = True) -> None:
+        """Report a device (un)reachable; emits an `alive` observation only on a change.
+
+        `heard=False` says that a `reachable` report is the link's opinion (zigbee2mqtt's
+        retained availability, a GPIO pin opened), not word from the device itself: it
+        keeps the device online but does not move its "last seen" (attrs `heard: false`).
+        """
         if self._reachable.get(device.id) == reachable:
             return
         self._reachable[device.id] = reachable
@@ -93,7 +99,10 @@ class DriverContext:
                 "device %s unreachable%s", device.id, f": {reason}" if reason else "",
                 extra={"device_id": device.id},
             )
-        self.emit(device, "alive", reachable, attrs={"reason": reason} if reason else None)
+        attrs: dict[str, object] = {"reason": reason} if reason else {}
+        if reachable and not heard:
+            attrs["heard"] = False
+        self.emit(device, "alive", reachable, attrs=attrs or None)
 
     def reachable(self, device: DeviceConfig) -> bool | None:
         """What this driver last reported of the device (None: nothing yet)."""

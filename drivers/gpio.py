@@ -169,7 +169,7 @@ class GpioDriver:
 
         w.pin.when_activated = on_edge
         w.pin.when_deactivated = on_edge
-        self.ctx.set_reachable(w.device, True)
+        self.ctx.set_reachable(w.device, True, heard=False)  # the pin opened, nothing pressed
         return True
 
     def _value(self, w: _Watched) -> bool:

@@ -551,9 +551,11 @@ class Zigbee2MqttDriver:
             # A dead zigbee2mqtt leaves every device's retained availability "online".
             self.ctx.set_reachable(dev.config, False, "zigbee2mqtt bridge offline")
         elif dev.available is not None:
-            self.ctx.set_reachable(dev.config, dev.available, "zigbee2mqtt availability")
+            # Retained: "online" arrives at every start, whenever the device last spoke.
+            self.ctx.set_reachable(dev.config, dev.available, "zigbee2mqtt availability",
+                                   heard=False)
         elif bridge is True and self.ctx.reachable(dev.config) is False:
-            self.ctx.set_reachable(dev.config, True, "zigbee2mqtt bridge online")
+            self.ctx.set_reachable(dev.config, True, "zigbee2mqtt bridge online", heard=False)
 
     def _bridge_state_handler(self, base: str) -> Callable[[str, bytes], None]:
         def handle(topic: str, payload: bytes) -> None:

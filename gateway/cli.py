@@ -96,13 +96,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    """`alerts` and `devices`: a table (or JSON) of the local store."""
+    """`alerts`, `devices` and `status`: a table (or JSON) of what the gateway knows."""
     from hearthgate import views
 
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    show = views.print_alerts if args.command == "alerts" else views.print_devices
+    show = {"alerts": views.print_alerts, "devices": views.print_devices,
+            "status": views.print_status}[args.command]
     return show(config, data_dir=Path(args.data_dir) if args.data_dir else None,
                 as_json=args.json)
 
@@ -188,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("alerts", "list alerts in the local store"),
-        ("devices", "list devices: last seen, last value, battery, online"),
+        ("devices", "list devices: last seen, last value, battery, online (live from the"
+         " running service, else as last saved)"),
+        ("status", "the running gateway as the platform sees it: uplink, outbox, and per site"
+         " the rules watching and the blind ones (exit 1 when not running)"),
     ):
         p = with_config(name, text)
         p.add_argument("--data-dir", help="override gateway.data_dir")

@@ -1,9 +1,14 @@
-"""The local control socket: how `hearthgate ack` reaches a running service.
+"""The local control socket: how `hearthgate ack`, `status` and `devices` reach a running service.
 
 The service listens on a Unix socket in its runtime directory (`/run/hearthgate/control.sock`
 under systemd; the data dir otherwise), readable by its own user only (mode 0600): one JSON
 request line in, one JSON answer line out. A command that finds no one listening knows that
 no service is running (then `ack` works on the store itself and `forget` may go ahead).
+
+Requests: `hello` (is a service there), `status` (uplink, outbox, coverage: what `P/status`
+says, live), `devices` (the device health the service holds now), `ack` (with `user`).
+Something listening that does not answer like hearthgate (garbage, a hang, a reset) is
+`ControlError`, never taken for "not running" and never a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ log = logging.getLogger("hearthgate.control")
 
 CONTROL_SOCKET = "control.sock"
 MAX_REQUEST = 64 * 1024
+MAX_ANSWER = 8 * 1024 * 1024  # `devices` of a large facility, with last values
 SUN_PATH_MAX = 107  # bytes of a Unix socket path (Linux sun_path, without its NUL)
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -68,24 +74,51 @@ async def serve_control(path: Path, handler: ControlHandler) -> None:
         path.unlink(missing_ok=True)
 
 
+class ControlError(Exception):
+    """Something listens on the control socket but gave no hearthgate answer; the message
+    names the socket and what went wrong, for the operator."""
+
+
 async def ask(paths: list[Path], request: dict[str, Any], timeout: float = 15.0
               ) -> dict[str, Any] | None:
     """Send `request` to the first running service found at one of `paths`; None when no
-    service listens on any of them."""
+    service listens on any of them.
+
+    Raises:
+        ControlError: a socket accepted the connection but the answer was not one JSON
+            object line within `timeout` (a hung or foreign process, garbage, a reset).
+    """
     for path in paths:
         if not path.exists() or len(os.fsencode(path)) > SUN_PATH_MAX:
             continue
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(path), limit=MAX_REQUEST), timeout)
+                asyncio.open_unix_connection(str(path), limit=MAX_ANSWER), timeout)
         except (ConnectionRefusedError, FileNotFoundError, TimeoutError):
             continue  # a socket file without a service behind it
+        except OSError as exc:
+            raise ControlError(f"cannot connect to the control socket {path}: {exc}") from None
         try:
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
             line = await asyncio.wait_for(reader.readline(), timeout)
+        except TimeoutError:
+            raise ControlError(f"the control socket {path} did not answer within"
+                               f" {timeout:g} s") from None
+        except (OSError, ValueError, asyncio.LimitOverrunError) as exc:
+            raise ControlError(f"the control socket {path} broke off: {exc or type(exc).__name__}"
+                               ) from None
         finally:
             writer.close()
-        answer = json.loads(line or b"null")
-        return answer if isinstance(answer, dict) else {"ok": False, "error": "no answer"}
+        if not line:
+            raise ControlError(f"the control socket {path} closed without an answer")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise ControlError(f"the control socket {path} answered something that is not"
+                               f" hearthgate's: {line[:60]!r}") from None
+        if not isinstance(answer, dict):
+            raise ControlError(f"the control socket {path} answered {type(answer).__name__},"
+                               " not a JSON object")
+        return answer
     return None

@@ -5,8 +5,10 @@
 `disk_free_mb` (where the store lives), `clock_synced` (NTP, None when it cannot be
 told) and `store_degraded`. `run()` refreshes them every few seconds and republishes the
 status when something that matters changed (the store degraded or recovered, the clock
-synced or lost sync, the config changed, an alert waits or stops waiting) and every
-`uplink.status_interval` otherwise. The coverage builder adds `coverage` beside them.
+synced or lost sync, the config changed, an alert waits or stops waiting, or another part
+of the status says so with `changed()`) and every `uplink.status_interval` otherwise. The
+service adds `coverage` beside them (`Gateway._coverage_status`) and calls `changed()` when
+a rule goes blind or watches again, so the retained status tells at once.
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ class FleetHealth:
         self.disk_free_mb: int | None = disk_free_mb(data_dir)
         self.clock_synced: bool | None = None
         self._clock_checked = float("-inf")
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """Another part of the status changed in a way that matters: republish now."""
+        self._changed.set()
 
     def fields(self) -> dict[str, Any]:
         """The health fields for the `online` status, as of the last refresh."""
@@ -129,16 +136,26 @@ class FleetHealth:
         published: tuple[Any, ...] | None = None
         last = float("-inf")
         was_connected = False
+        pending = False  # a change() not yet published
         while True:
             connected = uplink.stats.connected
+            # Taken before publishing: a change during the publish is published next.
+            pending = pending or self._changed.is_set()
+            self._changed.clear()
             if connected:
                 matters = self.what_matters()
-                # The session itself published a fresh status on connecting.
+                # The session itself published a fresh status on connecting (a change()
+                # since may have come after it: that one is still published).
                 if not was_connected:
                     published, last = matters, time.monotonic()
-                elif matters != published or time.monotonic() - last >= self.status_interval:
+                if pending or (was_connected and (
+                        matters != published or time.monotonic() - last >= self.status_interval)):
                     if await uplink.publish_status():
-                        published, last = matters, time.monotonic()
+                        published, last, pending = matters, time.monotonic(), False
             was_connected = connected
-            await asyncio.sleep(CHECK_EVERY)
+            try:
+                async with asyncio.timeout(CHECK_EVERY):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
             await self.refresh()

@@ -23,11 +23,11 @@ from typing import TextIO
 
 from hearthgate.audit import AuditTrail
 from hearthgate.config import GatewayConfig
-from hearthgate.control import CONTROL_SOCKET, ask
+from hearthgate.control import ControlError, ask
 from hearthgate.core.clock import SystemClock
 from hearthgate.service import Gateway
 from hearthgate.store import SiteRef, Store
-from hearthgate.views import SYSTEMD_RUNTIME_DIR, runtime_dir
+from hearthgate.views import control_paths, runtime_dir
 
 EXIT_OK, EXIT_RUNNING, EXIT_UNKNOWN = 0, 1, 2
 
@@ -42,20 +42,16 @@ def local_user(by: str | None) -> str:
         return "unknown"
 
 
-def control_paths(config: GatewayConfig, data_dir: Path | None) -> list[Path]:
-    # An operator's shell has no $RUNTIME_DIRECTORY: look where the unit puts it too.
-    paths = [runtime_dir(config, data_dir) / CONTROL_SOCKET]
-    if data_dir is None:
-        paths.append(SYSTEMD_RUNTIME_DIR / CONTROL_SOCKET)
-    return paths
-
-
 def run_ack(config: GatewayConfig, alert_id: str, by: str | None, *,
             data_dir: Path | None = None, out: TextIO = sys.stdout,
             err: TextIO = sys.stderr) -> int:
     user = local_user(by)
     request = {"command": "ack", "alert_id": alert_id, "user": user}
-    answer = asyncio.run(ask(control_paths(config, data_dir), request))
+    try:
+        answer = asyncio.run(ask(control_paths(config, data_dir), request))
+    except ControlError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_RUNNING
     if answer is None:
         answer = asyncio.run(Gateway(config, data_dir=data_dir).ack_offline(alert_id, user))
         where = "in the store (no service running; published when it starts)"
@@ -76,7 +72,11 @@ def run_forget(config: GatewayConfig, site_id: str, by: str | None = None, *,
 
 async def _forget(config: GatewayConfig, site_id: str, user: str, data_dir: Path | None,
                   out: TextIO, err: TextIO) -> int:
-    if await ask(control_paths(config, data_dir), {"command": "hello"}) is not None:
+    try:
+        running = await ask(control_paths(config, data_dir), {"command": "hello"}) is not None
+    except ControlError:
+        running = True  # something answers there, if not in words: do not erase under it
+    if running:
         print("error: the hearthgate service is running; it keeps the rules' state in memory"
               " and would write it back. Stop it (systemctl stop hearthgate), run forget"
               " again, then start it.", file=err)
@@ -93,7 +93,7 @@ async def _forget(config: GatewayConfig, site_id: str, user: str, data_dir: Path
         devices = frozenset(d.id for d in config.devices if d.site == site_id)
         removed = await store.erase_site(SiteRef(site_id, devices))
         live = runtime_dir(config, data_dir) / "devices.json"
-        live.unlink(missing_ok=True)  # the live snapshot is rewritten by the next start
+        live.unlink(missing_ok=True)  # a device snapshot file written by older versions
         trail = AuditTrail(store, config.gateway.id, config.gateway.tz, SystemClock(),
                            keep=config.gateway.retention.audit_records)
         await trail.record("local", user, "forget", target=site_id,

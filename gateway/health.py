@@ -3,16 +3,23 @@
 Built from the observations that pass through the gateway, so drivers need
 only emit. A device is online when it has been heard from within its silence
 limit and its driver has not reported it unreachable (`alive` false). The limit
-is the one the `device_offline` rule uses (`hearthgate.core.health`), so
-`P/devices` and the alert agree on when a device went offline. A device never
-heard since the start is offline here (nothing is known of it yet); the rule
-gives it its limit from the start before it raises an alert.
+is the one the `device_offline` rule uses (`hearthgate.core.health`), and a device
+never heard counts from the gateway's start as the rule counts it, so `P/devices`
+and the alert agree on when a device went offline.
+
+Three states, not two: `online`, `offline`, and `not heard yet` (`online: null`): a
+device nothing has been heard from since it was installed — a 433 MHz button never
+pressed, a sensor within its first silence limit — is neither known to work nor known
+dead. "Last seen" is the last word from the device itself, kept across restarts (saved
+with the rule state); the link's opinion (zigbee2mqtt's retained availability, `heard:
+false` on the `alive` report) keeps a device online without moving it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from hearthgate.config import GatewayConfig
@@ -28,25 +35,40 @@ _HEALTH_METRICS = {"alive", "battery_pct", "linkquality", "rssi"}
 class DeviceState:
     device: DeviceConfig
     limit: float | None
-    last_seen: Instant | None = None
+    last_seen: Instant | None = None  # the last word from the device itself
+    life: float | None = None  # monotonic: the last sign of life, the link's word included
     alive: bool | None = None
     battery: float | None = None
     linkquality: float | None = None
     values: dict[str, ObservationValue] = field(default_factory=dict)
     why: str | None = None  # why its driver reports it unreachable (an OSDP reader's refusal)
 
-    def online(self, now: Instant) -> bool:
-        if self.last_seen is None or self.alive is False:
-            return False
-        off = offline_since(self.last_seen.mono, self.limit)
-        return off is None or now.mono < off
+    def state(self, now: Instant, started: float | None) -> str:
+        """`online`, `offline` or `not heard yet` at `now` (`started`: the gateway's start,
+        from which a device never heard counts its silence)."""
+        if self.alive is False:
+            return OFFLINE
+        since = self.life if self.life is not None else started
+        if since is None:
+            return NOT_HEARD
+        off = offline_since(since, self.limit)
+        if off is not None and now.mono >= off:
+            return OFFLINE
+        return ONLINE if self.life is not None else NOT_HEARD
+
+    def online(self, now: Instant, started: float | None = None) -> bool:
+        return self.state(now, started) == ONLINE
+
+
+ONLINE, OFFLINE, NOT_HEARD = "online", "offline", "not heard yet"
 
 
 class DeviceHealth:
-    """What `P/devices` says of every configured device, from the observations seen.
+    """What `P/devices` and `hearthgate devices` say of every configured device.
 
     Feed it every observation (`observe`); ask `changed(now)` after each batch and
-    `next_expiry(now)` for the moment to look again when nothing arrives.
+    `next_expiry(now)` for the moment to look again when nothing arrives. Call `start(now)`
+    when the gateway starts (after `restore`, if a saved snapshot is at hand).
 
     Args:
         config: The gateway's config: its devices, and what makes each one offline.
@@ -55,7 +77,49 @@ class DeviceHealth:
     def __init__(self, config: GatewayConfig) -> None:
         self.tz = config.gateway.tz
         self.devices = {d.id: DeviceState(d, config.silence_limit(d)) for d in config.devices}
-        self._online: dict[str, bool] = {}
+        self.started: float | None = None
+        self._states: dict[str, str] = {}
+
+    def start(self, now: Instant) -> None:
+        if self.started is None:
+            self.started = now.mono
+
+    def restore(self, saved: Any, now: Instant) -> None:
+        """Take back what a saved `snapshot` knew: when each device was last heard, its last
+        values, battery and link. A device online when it was saved stays online for the
+        rest of its limit (nobody could hear it while the gateway was down, which is not its
+        silence: the rule's policy, `hearthgate.rules.site_state`); its reachability is left
+        to its driver, which reports it afresh."""
+        if not isinstance(saved, dict) or not isinstance(saved.get("devices"), list):
+            return
+        try:
+            saved_at = datetime.fromisoformat(str(saved.get("ts")))
+        except ValueError:
+            return
+        for item in saved["devices"]:
+            if not isinstance(item, dict):
+                continue
+            state = self.devices.get(str(item.get("device_id")))
+            if state is None or state.last_seen is not None:
+                continue
+            try:
+                seen = datetime.fromisoformat(str(item.get("last_seen")))
+            except ValueError:
+                continue
+            if seen.tzinfo is None:
+                continue
+            age = max(0.0, (saved_at - seen).total_seconds())
+            online = item.get("online") is True
+            # Offline at the save: its silence ran out before the gateway stopped.
+            mono = now.mono - age if online or state.limit is None else (
+                now.mono - (state.limit + 1.0))
+            state.last_seen = Instant(mono, seen)
+            state.life = mono
+            for key in ("battery", "linkquality"):
+                if isinstance(item.get(key), int | float) and not isinstance(item[key], bool):
+                    setattr(state, key, float(item[key]))
+            if isinstance(item.get("values"), dict):
+                state.values = dict(item["values"])
 
     def observe(self, obs: Observation) -> None:
         state = self.devices.get(obs.device_id)
@@ -70,9 +134,13 @@ class DeviceHealth:
             state.why = None if obs.value else str(obs.attrs.get("reason") or "") or None
             if obs.value is False:
                 return  # "unreachable" is not a sign of life
+            state.life = obs.at.mono
+            if obs.attrs.get("heard") is False:
+                return  # the link vouches for it; the device said nothing
         else:
             state.alive = True  # a device that says anything is reachable
         state.last_seen = obs.at
+        state.life = obs.at.mono
         if obs.metric == "battery_pct" and isinstance(obs.value, int | float):
             state.battery = float(obs.value)
         elif obs.metric == "linkquality" and isinstance(obs.value, int | float):
@@ -81,33 +149,38 @@ class DeviceHealth:
             state.values[obs.metric] = obs.value
 
     def changed(self, now: Instant) -> bool:
-        """Whether any device went online or offline since the last call."""
-        current = {d: s.online(now) for d, s in self.devices.items()}
-        changed = current != self._online
-        self._online = current
+        """Whether any device went online, offline or was heard first since the last call."""
+        current = {d: s.state(now, self.started) for d, s in self.devices.items()}
+        changed = current != self._states
+        self._states = current
         return changed
 
     def next_expiry(self, now: Instant) -> float | None:
-        """Monotonic time at which some online device will go offline by silence."""
-        times = [
-            off
-            for s in self.devices.values()
-            if s.last_seen is not None and s.online(now)
-            and (off := offline_since(s.last_seen.mono, s.limit)) is not None
-        ]
+        """Monotonic time at which some device not offline yet will go offline by silence."""
+        times = []
+        for s in self.devices.values():
+            since = s.life if s.life is not None else self.started
+            if since is None or s.state(now, self.started) == OFFLINE:
+                continue
+            off = offline_since(since, s.limit)
+            if off is not None:
+                times.append(off)
         return min(times, default=None)
 
     def snapshot(self, now: Instant) -> list[dict[str, Any]]:
         out = []
         for device_id, s in self.devices.items():
+            state = s.state(now, self.started)
             out.append(
                 {
                     "device_id": device_id,
                     "site_id": s.device.site,
                     "kind": s.device.kind,
                     "protocol": s.device.protocol,
-                    "online": s.online(now),
-                    "why": None if s.online(now) else s.why,
+                    # null: not heard yet (neither known working nor known dead)
+                    "online": None if state == NOT_HEARD else state == ONLINE,
+                    "why": None if state != OFFLINE else s.why or (
+                        "never heard" if s.last_seen is None else None),
                     "last_seen": isoformat(s.last_seen.wall, self.tz) if s.last_seen else None,
                     "battery": s.battery,
                     "linkquality": s.linkquality,
@@ -141,4 +214,4 @@ class DeviceHealth:
         )
 
     def online_count(self, now: Instant) -> int:
-        return sum(1 for s in self.devices.values() if s.online(now))
+        return sum(1 for s in self.devices.values() if s.online(now, self.started))

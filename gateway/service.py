@@ -28,6 +28,7 @@ from hearthgate.engine_builder import build_engine
 from hearthgate.fleet_health import FleetHealth
 from hearthgate.health import DeviceHealth
 from hearthgate.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
+from hearthgate.rules.coverage import SiteCoverage
 from hearthgate.rules.engine import UnknownAlert
 from hearthgate.sdnotify import SystemdNotifier
 from hearthgate.state_carry import carry_state
@@ -36,12 +37,11 @@ from hearthgate.supervisor import Supervisor
 from hearthgate.telemetry import TelemetryBatcher
 from hearthgate.telemetry_summary import HourlySummariser, capabilities, summary_payload
 from hearthgate.uplink import CommandError, Uplink
-from hearthgate.views import DEVICES_FILE, runtime_dir
+from hearthgate.views import runtime_dir
 
 log = logging.getLogger("hearthgate.service")
 
 STATE_SAVE_INTERVAL = 300.0  # rule and device state between alert commits (SD-card wear)
-LIVE_DEVICES_INTERVAL = 5.0  # the runtime-dir snapshot that `hearthgate devices` reads
 METRICS_INTERVAL = 15.0  # outbox depth query and textfile refresh
 MAX_BATCH = 2000  # observations per pass of the rules loop
 HOUSEKEEPING_EVERY = 0.05  # s; rule ticks and device health checks while observations stream
@@ -141,8 +141,8 @@ class Gateway:
         self.fleet_health: FleetHealth | None = None
         self._engine_lock = asyncio.Lock()
         self._last_state_save = 0.0
-        self._live_devices = runtime_dir(config, self.data_dir) / DEVICES_FILE
-        self._last_live_write = -LIVE_DEVICES_INTERVAL
+        # Per site, which rules watch and which are blind (P/status, `hearthgate status`).
+        self.coverage: list[SiteCoverage] = []
 
     # -- drivers' sink ----------------------------------------------------------
 
@@ -165,6 +165,7 @@ class Gateway:
             self.audit = self._trail(store, uplink.wake)
             telemetry_status = {"telemetry": self._telemetry_status()}
             uplink.status_parts.append(lambda: telemetry_status)
+            uplink.status_parts.append(self._coverage_status)
             for site_id, reason in self.config.raw_reasons().items():
                 log.warning("site %s sends every reading to the platform (telemetry: raw): %s",
                             site_id, reason)
@@ -200,6 +201,9 @@ class Gateway:
 
     async def _restore(self, store: Store) -> None:
         now = self.clock.now()
+        # When each device was last heard survives the restart (`hearthgate devices`).
+        self.health.restore(await store.get_state("devices"), now)
+        self.health.start(now)
         state = await store.get_state("engine")
         if isinstance(state, dict):
             if self.carry_from is not None:
@@ -293,7 +297,6 @@ class Gateway:
             await store.add_telemetry([self.batcher.flush()])
         now = self.clock.now()
         await self._save_state(now, durable=True)
-        self._write_live_devices(now)
         await uplink.say_offline()
 
     # -- the rules loop ---------------------------------------------------------
@@ -311,9 +314,11 @@ class Gateway:
                     # The checks deferred below are due soon; they recompute the deadlines.
                     deadline: float | None = last_house + HOUSEKEEPING_EVERY
                 else:
+                    at = self.clock.now()
                     deadline = min(
-                        (d for d in (self.engine.next_deadline(), self.health.next_expiry(
-                            self.clock.now()), next_devices) if d is not None),
+                        (d for d in (self.engine.next_deadline(), self.health.next_expiry(at),
+                                     self.engine.coverage_deadline(at), next_devices)
+                         if d is not None),
                         default=None,
                     )
                 obs = await self._next_observation(deadline)
@@ -343,17 +348,40 @@ class Gateway:
             house_pending = not house
             if house:
                 last_house = now.mono
+                self._update_coverage(now)
                 changed = self.health.changed(now)
                 if changed or now.mono >= next_devices:
                     self.uplink.set_devices(self.health.payload(now, self.raw_sites))
                     next_devices = now.mono + devices_every
-                if changed or (batch and now.mono - self._last_live_write
-                               >= LIVE_DEVICES_INTERVAL):
-                    self._write_live_devices(now)
                 if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
                     await self._save_state(now)
             for _ in batch:
                 self.queue.task_done()
+
+    def _update_coverage(self, now: Instant) -> None:
+        """Ask the rules whether they watch; say what changed in the log and on `P/status`
+        at once (a site going blind must not wait for the next periodic status)."""
+        coverage = self.engine.coverage(now)
+        if coverage == self.coverage:
+            return
+        before = {(c.site_id, rule): why for c in self.coverage for rule, why in c.blind}
+        after = {(c.site_id, rule): why for c in coverage for rule, why in c.blind}
+        for (site_id, rule), why in after.items():
+            if before.get((site_id, rule)) != why:
+                log.warning("site %s: %s is blind: %s", site_id, rule, why,
+                            extra={"site_id": site_id})
+        for site_id, rule in before.keys() - after.keys():
+            log.info("site %s: %s is watching again", site_id, rule, extra={"site_id": site_id})
+        for c in coverage:
+            if c.absence_blind and not any(
+                    o.site_id == c.site_id and o.absence_blind for o in self.coverage):
+                log.warning("%s", c.note(), extra={"site_id": c.site_id})
+        self.coverage = coverage
+        if self.fleet_health is not None:
+            self.fleet_health.changed()
+
+    def _coverage_status(self) -> dict[str, Any]:
+        return {"coverage": [c.as_dict() for c in self.coverage]}
 
     def _drain(self) -> list[Observation]:
         out: list[Observation] = []
@@ -412,17 +440,6 @@ class Gateway:
             "devices", {"ts": isoformat(now.wall, self.tz), "devices": self.health.snapshot(now)},
             durable=durable,
         )
-
-    def _write_live_devices(self, now: Instant) -> None:
-        self._last_live_write = now.mono
-        snapshot = {"ts": isoformat(now.wall, self.tz), "devices": self.health.snapshot(now)}
-        tmp = self._live_devices.with_suffix(".tmp")
-        try:
-            self._live_devices.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(snapshot, ensure_ascii=False), encoding="utf-8")
-            tmp.replace(self._live_devices)
-        except OSError as exc:
-            log.debug("cannot write %s: %s", self._live_devices, exc)
 
     async def _telemetry_loop(self) -> None:
         assert self.uplink is not None and self.store is not None
@@ -509,10 +526,17 @@ class Gateway:
                                     ok=ok, error=error)
 
     async def _local(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A request on the control socket (`hearthgate ack` while the service runs)."""
+        """A request on the control socket (`hearthgate ack`, `status`, `devices` while the
+        service runs)."""
         name, user = request.get("command"), request.get("user")
         if name == "hello":
             return {"ok": True, "gateway_id": self.config.gateway.id}  # "is a service running"
+        if name == "status":
+            return {"ok": True, **await self.status_now()}
+        if name == "devices":
+            now = self.clock.now()
+            return {"ok": True, "live": True, "ts": isoformat(now.wall, self.tz),
+                    "devices": self.health.snapshot(now)}
         if not isinstance(user, str) or not user or len(user) > 100:
             return {"ok": False, "error": "'user' must be a non-empty string"}
         if name != "ack":
@@ -527,6 +551,26 @@ class Gateway:
             return {"ok": False, "error": str(exc), "unknown_alert": True}
         await self._audit("local", user, "ack", alert_id)
         return {"ok": True, "alert_id": alert_id}
+
+    async def status_now(self) -> dict[str, Any]:
+        """The gateway as the platform sees it, now: what the `online` status carries (its
+        outbox counted afresh, coverage as of the last pass of the rules loop) and whether
+        the uplink is connected."""
+        if self.fleet_health is not None:
+            await self.fleet_health.refresh()
+        up = self.uplink
+        out: dict[str, Any] = {
+            "gateway_id": self.config.gateway.id,
+            "uplink": {
+                "host": self.config.uplink.host, "port": self.config.uplink.effective_port,
+                "connected": bool(up is not None and up.stats.connected),
+                "connects": up.stats.connects if up is not None else 0,
+            },
+        }
+        for part in up.status_parts if up is not None else []:
+            out.update(part())
+        out["ts"] = isoformat(self.clock.now().wall, self.tz)
+        return out
 
     async def ack_offline(self, alert_id: str, user: str) -> dict[str, Any]:
         """`hearthgate ack` with no service running: the same acknowledgement on the store

@@ -1,13 +1,17 @@
-"""`hearthgate alerts` and `hearthgate devices`: the local store as readable tables.
+"""`hearthgate alerts`, `devices` and `status`: what the gateway knows, as readable tables.
 
-They read the store of a running (or stopped) gateway without disturbing it:
-SQLite in read-only mode for alerts; for devices, the health snapshot the
-service keeps in its runtime directory (tmpfs under systemd, so refreshing it
-costs the SD card nothing), or the last one saved in the store.
+`alerts` reads the store of a running (or stopped) gateway without disturbing it (SQLite
+read-only). `devices` asks the running service over its control socket
+(`hearthgate.control`) for the device health it holds at this moment; with no service
+running it shows the states last saved in the store, and says so. `status` asks the
+running service how the platform sees it (uplink, outbox, coverage per site); exit 1 when
+no service runs. A socket that answers garbage is a clear error (exit 1), never a
+traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -16,21 +20,47 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hearthgate.config import GatewayConfig
+from hearthgate.control import CONTROL_SOCKET, ControlError, ask
 from hearthgate.core.model import utc_now
 from hearthgate.store import read_alerts, read_only, read_state
 
-DEVICES_FILE = "devices.json"
-
+EXIT_OK, EXIT_NOT_RUNNING = 0, 1
+ASK_TIMEOUT = 5.0  # s: a live service answers in milliseconds; a hung one is reported
 
 SYSTEMD_RUNTIME_DIR = Path("/run/hearthgate")  # RuntimeDirectory= of the unit
 
 
 def runtime_dir(config: GatewayConfig, data_dir: Path | None = None) -> Path:
-    """Where the live device snapshot goes: $RUNTIME_DIRECTORY (systemd) or the data dir."""
+    """Where the control socket goes: $RUNTIME_DIRECTORY (systemd) or the data dir."""
     env = os.environ.get("RUNTIME_DIRECTORY")
     if env:
         return Path(env.split(":")[0])
     return data_dir or config.gateway.data_dir
+
+
+def control_paths(config: GatewayConfig, data_dir: Path | None) -> list[Path]:
+    """Where a running service's control socket may be."""
+    # An operator's shell has no $RUNTIME_DIRECTORY: look where the unit puts it too.
+    paths = [runtime_dir(config, data_dir) / CONTROL_SOCKET]
+    if data_dir is None:
+        paths.append(SYSTEMD_RUNTIME_DIR / CONTROL_SOCKET)
+    return paths
+
+
+def ask_service(config: GatewayConfig, data_dir: Path | None, command: str
+                ) -> dict[str, Any] | None:
+    """The running service's answer to `command`; None when no service runs.
+
+    Raises:
+        ControlError: something listens but does not answer as hearthgate does, or the
+            service refused the request.
+    """
+    answer = asyncio.run(ask(control_paths(config, data_dir), {"command": command},
+                             timeout=ASK_TIMEOUT))
+    if answer is not None and not answer.get("ok"):
+        raise ControlError(f"the service refused '{command}': {answer.get('error')}"
+                           " (is it an older version?)")
+    return answer
 
 
 def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
@@ -100,48 +130,71 @@ def print_alerts(
     return 0
 
 
-def load_devices(config: GatewayConfig, data_dir: Path | None = None) -> dict[str, Any] | None:
-    # An operator's shell has no $RUNTIME_DIRECTORY: look where the unit puts it too, and
-    # take whichever snapshot is newest.
-    candidates = [runtime_dir(config, data_dir) / DEVICES_FILE]
-    if data_dir is None:
-        candidates.append(SYSTEMD_RUNTIME_DIR / DEVICES_FILE)
-    existing = [p for p in candidates if p.is_file()]
-    for live in sorted(existing, key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            return json.loads(live.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+def saved_devices(config: GatewayConfig, data_dir: Path | None = None) -> dict[str, Any] | None:
+    """The device states the service last saved in the store (every few minutes and when it
+    stops), for when no service runs."""
     conn = read_only(data_dir or config.gateway.data_dir)
     if conn is None:
         return None
     try:
-        return read_state(conn, "devices")
+        saved = read_state(conn, "devices")
     finally:
         conn.close()
+    return saved if isinstance(saved, dict) else None
+
+
+def load_devices(config: GatewayConfig, data_dir: Path | None = None) -> dict[str, Any] | None:
+    """The running service's device health now (`live: true`), else the last saved.
+
+    Raises:
+        ControlError: as `ask_service`.
+    """
+    return ask_service(config, data_dir, "devices") or saved_devices(config, data_dir)
+
+
+def online_text(d: dict[str, Any]) -> str:
+    if d["online"] is None:
+        return "not heard yet"
+    if d["online"]:
+        return "yes"
+    return f"NO: {d['why']}" if d.get("why") else "NO"
 
 
 def print_devices(
     config: GatewayConfig, *, data_dir: Path | None = None, as_json: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO = sys.stdout, err: TextIO = sys.stderr,
 ) -> int:
-    snapshot = load_devices(config, data_dir) or {}
-    known = {d["device_id"]: d for d in snapshot.get("devices", [])}
+    try:
+        snapshot = load_devices(config, data_dir) or {}
+    except ControlError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_NOT_RUNNING
+    live = snapshot.get("live") is True
+    devices = snapshot.get("devices")
+    known = {d["device_id"]: d for d in devices if isinstance(d, dict) and "device_id" in d
+             } if isinstance(devices, list) else {}
     now = utc_now()
     merged = []
     for device in config.devices:
         state = known.get(device.id, {})
+        online = state.get("online")
         merged.append({
             "device_id": device.id, "site_id": device.site, "kind": device.kind,
-            "protocol": device.protocol, "online": bool(state.get("online", False)),
+            "protocol": device.protocol,
+            # Nothing known of a device is "not heard yet", not "offline".
+            "online": online if isinstance(online, bool) else None,
             "why": state.get("why"),
             "last_seen": state.get("last_seen"), "battery": state.get("battery"),
             "linkquality": state.get("linkquality"), "values": state.get("values", {}),
         })
     if as_json:
-        print(json.dumps({"ts": snapshot.get("ts"), "devices": merged}, ensure_ascii=False),
-              file=out)
+        print(json.dumps({"ts": snapshot.get("ts"), "live": live, "devices": merged},
+                         ensure_ascii=False), file=out)
         return 0
+    if not live:
+        print("hearthgate is not running: devices as last saved"
+              + (f" at {snapshot['ts']}" if snapshot.get("ts") else " (nothing saved yet)")
+              + "\n", file=out)
 
     def last_value(values: dict[str, Any]) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "-"
@@ -152,7 +205,7 @@ def print_devices(
         [
             [
                 d["device_id"], d["site_id"], d["kind"], d["protocol"],
-                "yes" if d["online"] else f"NO: {d['why']}" if d.get("why") else "NO",
+                online_text(d),
                 _ago(d["last_seen"], now),
                 "-" if d["battery"] is None else f"{d['battery']:.0f}%",
                 "-" if d["linkquality"] is None else f"{d['linkquality']:.0f}",
@@ -163,6 +216,59 @@ def print_devices(
         out,
     )
     online = sum(1 for d in merged if d["online"])
+    unheard = sum(1 for d in merged if d["online"] is None)
     print(f"\n{online} of {len(merged)} devices online"
-          + (f" (as of {snapshot['ts']})" if snapshot.get("ts") else ""), file=out)
+          + (f", {unheard} not heard yet" if unheard else "")
+          + (" (now)" if live else f" (as of {snapshot['ts']})" if snapshot.get("ts") else ""),
+          file=out)
     return 0
+
+
+def print_status(
+    config: GatewayConfig, *, data_dir: Path | None = None, as_json: bool = False,
+    out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+) -> int:
+    """`hearthgate status`: the running gateway as the platform sees it; 1 when none runs."""
+    try:
+        status = ask_service(config, data_dir, "status")
+    except ControlError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_NOT_RUNNING
+    if status is None:
+        where = ", ".join(str(p) for p in control_paths(config, data_dir))
+        print(f"hearthgate {config.gateway.id} is not running (no service answers at {where})",
+              file=err)
+        return EXIT_NOT_RUNNING
+    if as_json:
+        print(json.dumps(status, ensure_ascii=False), file=out)
+        return EXIT_OK
+    up = status.get("uplink") if isinstance(status.get("uplink"), dict) else {}
+    outbox = status.get("outbox") if isinstance(status.get("outbox"), dict) else {}
+    print(f"hearthgate {status.get('gateway_id', config.gateway.id)}: running, up"
+          f" {_duration(status.get('uptime_s'))}", file=out)
+    print(f"uplink: {'connected' if up.get('connected') else 'NOT CONNECTED'} to"
+          f" {up.get('host')}:{up.get('port')}", file=out)
+    print("outbox: " + ", ".join(f"{n} {k}" for k, n in outbox.items())
+          + ("" if not status.get("store_degraded") else " (store degraded: disk full?)"),
+          file=out)
+    coverage = status.get("coverage")
+    for site in coverage if isinstance(coverage, list) else []:
+        if not isinstance(site, dict):
+            continue
+        watching = ", ".join(str(r) for r in site.get("watching") or []) or "nothing"
+        print(f"\nsite {site.get('site_id')}:", file=out)
+        print(f"  watching: {watching}", file=out)
+        for b in site.get("blind") or []:
+            if isinstance(b, dict):
+                print(f"  BLIND:    {b.get('rule')}: {b.get('why')}", file=out)
+    return EXIT_OK
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return "?"
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"

@@ -65,6 +65,20 @@ class AbsenceRule(Rule):
         self._deadline: float | None = None
         self._presence_version = -1
 
+    # -- coverage ---------------------------------------------------------------
+
+    def inputs(self) -> tuple[str, ...] | None:
+        return self.sensors
+
+    def blind_reason(self, now: Instant) -> str | None:
+        """Its sensors offline, or the resident away (time is not counted then), or both."""
+        reasons = [r for r in (
+            super().blind_reason(now),
+            "resident away" if self.options.pause_when_away
+            and self.site.state.presence.away_at(now.mono) else None,
+        ) if r]
+        return "; ".join(reasons) or None
+
     # -- what a subclass says ---------------------------------------------------
 
     def is_sign_of_life(self, obs: Observation) -> bool:

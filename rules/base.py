@@ -106,6 +106,12 @@ class Rule(ABC):
     # An absence rule notices a resident who stops living as usual (no water, no motion,
     # no exit) without anyone pressing a button; `check` and coverage ask for one per site.
     absence: ClassVar[bool] = False
+    # The device kinds it reads (its site's devices of them, as `watched`); `inputs()` gives
+    # their ids. None: it reads no kind in particular and is never blind for its devices.
+    input_kinds: ClassVar[tuple[str, ...] | None] = None
+    # A rule about the devices themselves (offline, battery, tamper), not the resident:
+    # coverage does not count it as watching the resident.
+    device_health: ClassVar[bool] = False
 
     def __init__(self, site: RuleSite, options: RuleOptions) -> None:
         self.site = site
@@ -134,6 +140,34 @@ class Rule(ABC):
 
     def watches(self, device_id: str) -> bool:
         return self.options.devices is None or device_id in self.options.devices
+
+    # -- coverage: is this rule watching now? (docs/rules.md, "Coverage") ------------
+
+    def inputs(self) -> tuple[str, ...] | None:
+        """The device ids this rule cannot watch without: it is blind while every one of
+        them is offline. None: it needs none in particular (device health rules)."""
+        return None if self.input_kinds is None else self.watched(*self.input_kinds)
+
+    def blind_reason(self, now: Instant) -> str | None:
+        """Why this rule cannot do its job at `now`, for `P/status` coverage and
+        `hearthgate status`, or None while it watches.
+
+        The base reads `inputs()`: `"water-301 offline"` while all of them are offline (with
+        the driver's reason, `"pir-301 offline (zigbee2mqtt bridge offline)"`). A rule with
+        more reasons (the resident away, a routine still being learnt) overrides this and
+        joins its own to `super().blind_reason(now)`. Pure and cheap: asked after every
+        pass of the rules loop.
+        """
+        devices = self.inputs()
+        if devices is None:
+            return None
+        return self.site.state.health.offline_text(devices, now.mono)
+
+    def with_site(self, signals: list[Signal], now: Instant) -> list[Signal]:
+        """The signals `on_observation` returned, handed back once the site state has taken
+        that observation in (presence, device health): a rule whose alert describes the
+        site as it is now (device_offline's coverage note) completes them here."""
+        return signals
 
     @abstractmethod
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]: ...

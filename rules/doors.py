@@ -67,6 +67,7 @@ class DoorNightOptions(RuleOptions):
 
 class DoorNightRule(_TimedAlertRule):
     type_name: ClassVar[str] = "door_night"
+    input_kinds: ClassVar[tuple[str, ...] | None] = DOOR_KINDS
     default_severity = Severity.HIGH
     default_cooldown = 30 * 60.0
     options: DoorNightOptions
@@ -99,6 +100,7 @@ class DoorHeldOpenOptions(RuleOptions):
 
 class DoorHeldOpenRule(Rule):
     type_name: ClassVar[str] = "door_held_open"
+    input_kinds: ClassVar[tuple[str, ...] | None] = DOOR_KINDS
     default_severity = Severity.MEDIUM
     options: DoorHeldOpenOptions
 
@@ -170,6 +172,7 @@ class AccessDeniedOptions(RuleOptions):
 
 class AccessDeniedRepeatedRule(_TimedAlertRule):
     type_name: ClassVar[str] = "access_denied_repeated"
+    input_kinds: ClassVar[tuple[str, ...] | None] = ("access_controller",)
     default_severity = Severity.MEDIUM
     default_cooldown = 15 * 60.0
     options: AccessDeniedOptions

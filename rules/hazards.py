@@ -24,6 +24,9 @@ class HazardRule(Rule):
     en: ClassVar[str]
     default_severity = Severity.CRITICAL
 
+    def inputs(self) -> tuple[str, ...] | None:
+        return self.watched(self.sensor_kind)
+
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         if obs.metric != self.metric or not isinstance(obs.value, bool):
             return []

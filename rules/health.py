@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from hearthgate.rules.base import (
     Signal,
     span_text,
 )
+from hearthgate.rules.coverage import site_coverage
 
 
 class DeviceOfflineOptions(RuleOptions):
@@ -31,6 +33,7 @@ class DeviceOfflineRule(Rule):
     type_name: ClassVar[str] = "device_offline"
     default_severity = Severity.MEDIUM
     default_cooldown = 10 * 60.0
+    device_health = True
     options: DeviceOfflineOptions
 
     def __init__(self, site: RuleSite, options: DeviceOfflineOptions) -> None:
@@ -59,6 +62,20 @@ class DeviceOfflineRule(Rule):
         self.raised.add(device_id)
         return Raise(device_id, text, (device_id,), details)
 
+    def _with_coverage(self, signal: Raise, now: Instant) -> Raise:
+        """The alert says so when the site is left without any absence rule watching
+        (`details.coverage`: "room-301: only SOS is watched", `details.watching`)."""
+        state = self.site.state
+        cov = site_coverage(self.site.site_id, state.rules, now)
+        if not cov.absence_blind:
+            return signal
+        return replace(signal, details={**signal.details, "coverage": cov.note(),
+                                        "watching": list(cov.watching_resident)})
+
+    def with_site(self, signals: list[Signal], now: Instant) -> list[Signal]:
+        # `alive: false` raised in on_observation, before the site's health took it in.
+        return [self._with_coverage(s, now) if isinstance(s, Raise) else s for s in signals]
+
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         d = obs.device_id
         if d not in self.watched_ids:
@@ -78,8 +95,8 @@ class DeviceOfflineRule(Rule):
                 continue
             off = health.offline_at(d)
             if off is not None and off <= now.mono:
-                out.append(self._raise(d, "silent" if health.alive.get(d, True) else
-                                       "unreachable", now))
+                out.append(self._with_coverage(self._raise(
+                    d, "silent" if health.alive.get(d, True) else "unreachable", now), now))
         return out
 
     def next_deadline(self) -> float | None:
@@ -108,6 +125,7 @@ class BatteryLowOptions(RuleOptions):
 
 class BatteryLowRule(Rule):
     type_name: ClassVar[str] = "battery_low"
+    device_health = True
     default_severity = Severity.LOW
     options: BatteryLowOptions
 
@@ -154,6 +172,7 @@ class TamperOptions(RuleOptions):
 
 class TamperRule(Rule):
     type_name: ClassVar[str] = "tamper"
+    device_health = True
     default_severity = Severity.MEDIUM
     options: TamperOptions
 

@@ -38,6 +38,7 @@ class NoPowerUseRule(Rule):
     """
 
     type_name: ClassVar[str] = "no_power_use"
+    input_kinds: ClassVar[tuple[str, ...] | None] = ("power_meter",)
     absence: ClassVar[bool] = True
     default_severity = Severity.MEDIUM
     options: NoPowerUseOptions
@@ -108,6 +109,7 @@ class PowerHighOptions(RuleOptions):
 
 class PowerHighRule(Rule):
     type_name: ClassVar[str] = "power_high"
+    input_kinds: ClassVar[tuple[str, ...] | None] = ("power_meter",)
     default_severity = Severity.HIGH
     default_cooldown = 10 * 60.0
     options: PowerHighOptions

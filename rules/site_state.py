@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearthgate.core.health import offline_since
 from hearthgate.core.model import Instant, Observation
+
+if TYPE_CHECKING:
+    from hearthgate.rules.base import Rule
 
 MOTION_METRICS = frozenset({"motion", "occupancy"})
 # Kinds whose devices may report `motion`: a PIR, and a radar when its model reports movement
@@ -149,6 +152,8 @@ class DeviceHealth:
         self.last_seen: dict[str, float] = {}
         self.last_seen_wall: dict[str, str] = {}
         self.alive: dict[str, bool] = {}
+        # Why a driver said `alive: false` ("zigbee2mqtt bridge offline"), for coverage.
+        self.why: dict[str, str] = {}
 
     def start(self, now: Instant) -> None:
         for device_id in self.thresholds:
@@ -161,6 +166,10 @@ class DeviceHealth:
         self.last_seen[obs.device_id] = now.mono
         self.last_seen_wall[obs.device_id] = now.wall.isoformat()
         self.alive[obs.device_id] = bool(obs.value) if obs.metric == "alive" else True
+        if self.alive[obs.device_id]:
+            self.why.pop(obs.device_id, None)
+        elif obs.attrs.get("reason"):
+            self.why[obs.device_id] = str(obs.attrs["reason"])
 
     def offline_at(self, device_id: str) -> float | None:
         """Monotonic moment the device is (or will be) offline; None: not while silent."""
@@ -172,6 +181,28 @@ class DeviceHealth:
     def online_at(self, device_id: str, t: float) -> bool:
         off = self.offline_at(device_id)
         return off is None or t < off
+
+    def offline_text(self, device_ids: tuple[str, ...], t: float) -> str | None:
+        """Why these devices cannot be read at `t`, when every one of them is offline then:
+        `water-301 offline`, `pir-301 offline (zigbee2mqtt bridge offline)`; None while any
+        one is online. Devices offline for one reason are named together."""
+        if not device_ids:
+            return "no device to read"
+        if any(self.online_at(d, t) for d in device_ids):
+            return None
+        by_reason: dict[str | None, list[str]] = {}
+        for d in device_ids:
+            by_reason.setdefault(self.why.get(d), []).append(d)
+        return "; ".join(
+            f"{', '.join(ids)} offline" + (f" ({why})" if why else "")
+            for why, ids in by_reason.items()
+        )
+
+    def next_offline(self, after: float) -> float | None:
+        """The first moment after `after` at which a device goes offline by silence."""
+        times = [off for d in self.thresholds
+                 if (off := self.offline_at(d)) is not None and off > after]
+        return min(times, default=None)
 
     def all_offline_at(self, device_ids: tuple[str, ...]) -> float | None:
         """When the last of these devices goes offline (None: never while silent).
@@ -222,6 +253,9 @@ class SiteState:
         self.presence = presence
         self.health = health
         self.started = False
+        # The site's rules, set by the engine: a rule describing the site's coverage in its
+        # alert (device_offline) asks the others whether they are blind.
+        self.rules: tuple[Rule, ...] = ()
 
     def start(self, now: Instant) -> None:
         if not self.started:

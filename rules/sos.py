@@ -35,6 +35,7 @@ class SosOptions(RuleOptions):
 class SosRule(Rule):
     type_name: ClassVar[str] = "sos"
     metric: ClassVar[str] = "sos"
+    input_kinds: ClassVar[tuple[str, ...] | None] = ("sos_button",)
     default_severity = Severity.CRITICAL
     clear_on_ack = True
     options: SosOptions
@@ -82,6 +83,7 @@ class SosRule(Rule):
 class FallRule(SosRule):
     type_name: ClassVar[str] = "fall"
     metric: ClassVar[str] = "fall"
+    input_kinds: ClassVar[tuple[str, ...] | None] = ("fall_sensor", "sos_button")
 
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]:
         return [

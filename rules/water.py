@@ -51,6 +51,7 @@ class _Run:
 
 class ContinuousWaterRule(Rule):
     type_name: ClassVar[str] = "continuous_water"
+    input_kinds: ClassVar[tuple[str, ...] | None] = ("water_meter",)
     default_severity = Severity.HIGH
     options: ContinuousWaterOptions
 

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from hearthgate.core.model import AlertTransition, Instant, Observation, Severity
-from hearthgate.rules.base import Rule
+from hearthgate.rules.base import Rule, Signal
+from hearthgate.rules.coverage import SiteCoverage, site_coverage
 from hearthgate.rules.engine.clocks import (
     DISTRUST_WALL_FOR,
     MAX_DOWNTIME_CREDIT,
@@ -81,6 +82,9 @@ class RuleEngine:
         for rules in rules_by_site.values():
             for rule in rules:
                 self.sites.setdefault(rule.site.site_id, rule.site.state)
+        for site_id, rules in rules_by_site.items():
+            if site_id in self.sites:
+                self.sites[site_id].rules = tuple(rules)
 
     @property
     def open(self) -> dict[str, OpenAlert]:
@@ -108,6 +112,7 @@ class RuleEngine:
         now = self._engine_time(now)
         obs = self._clocks.estimated_observation(obs)
         out: list[AlertTransition] = []
+        said: list[tuple[int, Rule, list[Signal]]] = []
         for index, rule in enumerate(self.rules_by_site.get(obs.site_id, ())):
             if not rule.watches(obs.device_id):
                 continue
@@ -118,11 +123,17 @@ class RuleEngine:
                 log.exception("rule %s of site %s failed", rule.type_name, obs.site_id)
                 continue
             if signals:
-                out += self._alerts.apply(rule, index, signals, now)
+                said.append((index, rule, signals))
         # After the rules: they account time up to now with the site as it was.
         state = self.sites.get(obs.site_id)
         if state is not None:
             state.observe(obs, now)
+        for index, rule, signals in said:
+            try:
+                signals = rule.with_site(signals, now)
+            except Exception:
+                log.exception("rule %s of site %s failed", rule.type_name, obs.site_id)
+            out += self._alerts.apply(rule, index, signals, now)
         for index, rule in enumerate(self.rules_by_site.get(obs.site_id, ())):
             self._deadlines.refresh(obs.site_id, index, rule)
         return out
@@ -162,6 +173,23 @@ class RuleEngine:
             self._clocks.distrust_until,
         )
         return min((d for d in candidates if d is not None), default=None)
+
+    def coverage(self, now: Instant) -> list[SiteCoverage]:
+        """Per site, the rules watching at `now` and the blind ones with the reason."""
+        now = self._clocks.estimated(now)
+        return [site_coverage(site_id, rules, now)
+                for site_id, rules in self.rules_by_site.items()]
+
+    def coverage_deadline(self, now: Instant) -> float | None:
+        """Monotonic moment after `now` at which coverage may change with nothing heard: a
+        device of some site falls offline by silence, or a site's resident counts as away.
+        (A rule's own reasons, such as a routine learnt, change at its deadlines.)"""
+        times = [
+            t for state in self.sites.values()
+            for t in (state.health.next_offline(now.mono), state.presence.next_change(now.mono))
+            if t is not None
+        ]
+        return min(times, default=None)
 
     def open_alerts(self) -> list[AlertTransition]:
         return [a.transition for a in self._alerts.open.values()]

@@ -41,7 +41,8 @@ async def test_readings_batched_to_telemetry_and_health_to_devices(
     dev = next(d for d in snapshot["devices"] if d["device_id"] == "sos-302")
     assert dev["online"] is True and dev["linkquality"] == 119.0 and dev["last_seen"]
     never = next(d for d in snapshot["devices"] if d["device_id"] == "sos-303")
-    assert never["online"] is False and never["last_seen"] is None
+    # A button never pressed is not heard yet: neither known working nor known dead.
+    assert never["online"] is None and never["last_seen"] is None
     assert snapshot["schema"] == "hearthgate.devices/1"
 
 
