@@ -256,11 +256,20 @@ pip_install() { # VENV HASH
     stage=$(mktemp -d)
     (cd "$SRC" && cp -r "${PACKAGE_PARTS[@]}" "$stage/")
     find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+    # With the extra osdp-secure (cryptography, for OSDP Secure Channel readers) where pip can
+    # get it; a 32-bit Pi may not (PyPI has no armv7l wheel of its cffi): then without it,
+    # as the rest of the gateway does not need it.
     # shellcheck disable=SC2086 # PIP_OPTS is a list of options on purpose
     if ! "$1/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-        --upgrade $PIP_OPTS "$stage"; then
-        rm -rf "$stage"
-        die "pip could not install hearthgate into $1 (see above)"
+        --upgrade $PIP_OPTS "${stage}[osdp-secure]"; then
+        note "note: pip could not install the extra osdp-secure (see above); installing without it:"
+        note "  OSDP readers with scbk (Secure Channel) cannot work; hearthgate check refuses them (docs/devices.md)"
+        # shellcheck disable=SC2086
+        if ! "$1/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --no-cache-dir --upgrade $PIP_OPTS "$stage"; then
+            rm -rf "$stage"
+            die "pip could not install hearthgate into $1 (see above)"
+        fi
     fi
     rm -rf "$stage"
     printf '%s\n' "$2" >"$1/.hearthgate-source"
