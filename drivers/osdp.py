@@ -24,6 +24,10 @@ A reader that fails the handshake, or that requires the secure channel (NAK 06) 
 is configured, is not online: `alive: false` with the reason, and a warning in the log.
 A reply carrying a security block outside a secure session, or a reply inside the session
 without a valid MAC, is refused (`security`) and the session is started again.
+The cipher is the optional extra `osdp-secure` (`cryptography`): an `scbk` where it cannot be
+imported is refused by the option model (so by `hearthgate check`), and should a session
+still find it missing, the reader is not online and says so (nothing it sent was wrong, so
+no bad input is counted).
 
 Door inputs: `door_input` names the input whose state is `door_open` (agreed metric for
 every door sensor); the door rules watch access controllers like door contacts.
@@ -40,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +52,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from hearthgate.core.codec import CodecError
 from hearthgate.core.durations import Duration
-from hearthgate.core.options import Options
+from hearthgate.core.options import OptionError, Options
 from hearthgate.drivers import wiegand
 from hearthgate.drivers.base import ProtocolSpec
 from hearthgate.drivers.osdp_codec import (
@@ -67,7 +72,13 @@ from hearthgate.drivers.osdp_codec import (
     decode_nak,
     next_sequence,
 )
-from hearthgate.drivers.osdp_secure_codec import SCBK_D, SecureSession
+from hearthgate.drivers.osdp_secure_codec import (
+    EXTRA,
+    INSTALL_EXTRA,
+    SCBK_D,
+    SecureSession,
+    unavailable,
+)
 from hearthgate.drivers.serial_bus import BusDown, NoReply
 
 if TYPE_CHECKING:
@@ -113,6 +124,17 @@ class OSDPDeviceOptions(Options):
         if text.lower() != "default" and not _SCBK_RE.match(text):
             # Never echo the value: it is a secret.
             raise ValueError("scbk must be 32 hex digits (16 bytes) or 'default'")
+        missing = unavailable()
+        if missing is not None:
+            # A valid key this installation cannot use: the reader would never be online.
+            # Neither text quotes the key, so both are shown for a `!secret` too.
+            raise OptionError(
+                f"the secure channel cannot run here: {missing}",
+                f"install the extra with network: {sys.executable} -m {INSTALL_EXTRA}; a"
+                f" 32-bit Pi (armv7l) has no cffi wheel on PyPI and its offline bundle lacks"
+                f" {EXTRA} (docs/devices.md, \"Secure Channel: the osdp-secure extra\")",
+                quotes_value=False,
+            )
         return SecretStr(text)
 
     @property
@@ -219,9 +241,16 @@ class OSDPDriver:
         self.ctx.set_reachable(pd.config, True)
 
     async def _handshake(self, pd: _Peripheral, key: bytes) -> bool:
-        session = SecureSession(key)
+        missing = unavailable()
+        if missing is not None:
+            # The config was checked where `cryptography` imported (or by a program that
+            # skipped the check): this reader cannot be served, and the log says why.
+            self._refuse(pd, "security", f"secure channel unavailable: {missing};"
+                         f" {INSTALL_EXTRA}", bad_input=False)
+            return False
         o = pd.options
         try:
+            session = SecureSession(key)
             reply = await self.transact(
                 pd, 0, request=session.challenge(o.address, pd.sequence, o.use_crc)
             )
@@ -242,10 +271,14 @@ class OSDPDriver:
                  " with SCBK-D (install mode)" if key == SCBK_D else "")
         return True
 
-    def _refuse(self, pd: _Peripheral, kind: str, why: str, data: bytes = b"") -> None:
+    def _refuse(
+        self, pd: _Peripheral, kind: str, why: str, data: bytes = b"", *, bad_input: bool = True
+    ) -> None:
         """The reader answers but cannot be used: not online, with the reason, in the
-        log once per reason; asked again after a while (it may be reconfigured)."""
-        self.ctx.frame_error(pd.config.id, kind, data, why)
+        log once per reason; asked again after a while (it may be reconfigured).
+        `bad_input=False`: the fault is ours, not the reader's, so nothing is counted."""
+        if bad_input:
+            self.ctx.frame_error(pd.config.id, kind, data, why)
         pd.ready = False
         pd.session = None
         pd.sequence = 0

@@ -6,7 +6,11 @@ What is hand-written here and why: there is no maintained Python OSDP control-pa
 cannot sit on our `SerialBus`), so the session's bookkeeping — which bytes are MAC'd, the IV
 chaining, the padding — is written here, following libosdp's `src/osdp_sc.c` and
 `src/osdp_phy.c` (the reference the tests run against). The cipher is not: every AES-128
-operation is `cryptography`'s.
+operation is `cryptography`'s. That package is the optional extra `osdp-secure` (PyPI has no
+armv7l wheel of its dependency `cffi`, so a 32-bit Pi may lack it): it is imported when a
+session computes, never at import time, so the gateway runs without it for every reader that
+has no `scbk`. `unavailable()` says whether it can be imported here (`hearthgate check`
+refuses an `scbk` when it cannot); without it a session raises `OSDPError("security", …)`.
 
     session keys   S-ENC  = AES-ECB(SCBK, 01 82 RND.A[0:6] 00×8)
                    S-MAC1 = AES-ECB(SCBK, 01 01 RND.A[0:6] 00×8)
@@ -33,8 +37,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from types import ModuleType
 
 from hearthgate.drivers.osdp_codec import OSDPError, OSDPPacket, encode_packet
 
@@ -52,13 +55,46 @@ _EOM = 0x80  # end-of-message marker before zero padding
 MAC_LEN = 4  # bytes of the 16-byte MAC a packet carries
 
 
+# What to install when `cryptography` is missing (messages and hints quote it).
+EXTRA = "osdp-secure"
+INSTALL_EXTRA = f"pip install 'hearthgate[{EXTRA}]'"
+
+
+def unavailable() -> str | None:
+    """Why the secure channel cannot run in this Python, or None when it can.
+
+    Imports the very module the cipher comes from, not just the `cryptography` package: a
+    wheel for another architecture or a broken install fails on its compiled part."""
+    try:
+        _import_ciphers()
+    except ImportError as exc:
+        return f"'cryptography' (the extra {EXTRA}) cannot be imported: {exc}"
+    return None
+
+
+def _import_ciphers() -> ModuleType:
+    # Not cached: the import system already is, and a test can make it fail in-process.
+    from cryptography.hazmat.primitives import ciphers
+
+    return ciphers
+
+
+def _ciphers() -> ModuleType:
+    try:
+        return _import_ciphers()
+    except ImportError:
+        raise OSDPError("security", f"{unavailable()}; {INSTALL_EXTRA}") from None
+
+
 def _ecb(key: bytes, block: bytes) -> bytes:
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    c = _ciphers()
+    encryptor = c.Cipher(c.algorithms.AES(key), c.modes.ECB()).encryptor()
     return encryptor.update(block) + encryptor.finalize()
 
 
 def _cbc(key: bytes, iv: bytes, data: bytes, *, decrypt: bool = False) -> bytes:
-    cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
+    c = _ciphers()
+    cipher = c.Cipher(c.algorithms.AES(key), c.modes.CBC(iv))
     op = cipher.decryptor() if decrypt else cipher.encryptor()
     return op.update(data) + op.finalize()
 
@@ -219,6 +255,6 @@ def is_secure(packet: OSDPPacket) -> bool:
 
 
 __all__ = [
-    "CMD_CHLNG", "CMD_SCRYPT", "REPLY_CCRYPT", "REPLY_RMAC_I", "SCBK_D",
-    "SECURE_TYPES", "SecureSession", "SessionKeys", "is_secure",
+    "CMD_CHLNG", "CMD_SCRYPT", "EXTRA", "INSTALL_EXTRA", "REPLY_CCRYPT", "REPLY_RMAC_I",
+    "SCBK_D", "SECURE_TYPES", "SecureSession", "SessionKeys", "is_secure", "unavailable",
 ]

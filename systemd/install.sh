@@ -17,8 +17,10 @@
 #   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR")
 #   --bundle FILE      install the program from an offline bundle (`make bundle`: a .tar.gz, or
 #                      the folder it unpacks to) with no package index: its wheels for this
-#                      machine's architecture, checked against their sha256. Run from an
-#                      unpacked bundle (its systemd/install.sh), the bundle is the default.
+#                      machine's architecture, checked against their sha256, with the extras
+#                      (osdp-secure) the bundle has for it; those it lacks for it are named.
+#                      Run from an unpacked bundle (its systemd/install.sh), the bundle is
+#                      the default.
 #   --arch ARCH        with --bundle: the wheels to take (default: those of --python's own
 #                      architecture: aarch64, armv7l or x86_64)
 #   --example FILE     config example copied to config.yaml when none exists
@@ -254,11 +256,20 @@ pip_install() { # VENV HASH
     stage=$(mktemp -d)
     (cd "$SRC" && cp -r "${PACKAGE_PARTS[@]}" "$stage/")
     find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+    # With the extra osdp-secure (cryptography, for OSDP Secure Channel readers) where pip can
+    # get it; a 32-bit Pi may not (PyPI has no armv7l wheel of its cffi): then without it,
+    # as the rest of the gateway does not need it.
     # shellcheck disable=SC2086 # PIP_OPTS is a list of options on purpose
     if ! "$1/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-        --upgrade $PIP_OPTS "$stage"; then
-        rm -rf "$stage"
-        die "pip could not install hearthgate into $1 (see above)"
+        --upgrade $PIP_OPTS "${stage}[osdp-secure]"; then
+        note "note: pip could not install the extra osdp-secure (see above); installing without it:"
+        note "  OSDP readers with scbk (Secure Channel) cannot work; hearthgate check refuses them (docs/devices.md)"
+        # shellcheck disable=SC2086
+        if ! "$1/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --no-cache-dir --upgrade $PIP_OPTS "$stage"; then
+            rm -rf "$stage"
+            die "pip could not install hearthgate into $1 (see above)"
+        fi
     fi
     rm -rf "$stage"
     printf '%s\n' "$2" >"$1/.hearthgate-source"
@@ -276,7 +287,8 @@ if struct.calcsize("P") == 4 and m in ("aarch64", "arm64", "armv8l", "armv8b"):
 print({"amd64": "x86_64", "arm64": "aarch64"}.get(m, m))'
 }
 
-# FIELD of the manifest for ARCH: version, describe, python, arches, hash.
+# FIELD of the manifest for ARCH: version, describe, python, arches, hash, missing (one
+# "EXTRA: why" line per extra the bundle lacks for ARCH; a bundle older than extras has none).
 manifest_field() { # FIELD
     "$PYTHON" - "$BUNDLE_DIR/MANIFEST.json" "$ARCH" "$1" <<'PY'
 import hashlib, json, sys
@@ -295,6 +307,9 @@ elif field == "hash":  # what this architecture installs: every wheel's sha256
     part = m["arches"][arch]
     text = "\n".join(f"{p['file']} {p['sha256']}" for p in part["packages"])
     print(hashlib.sha256(text.encode()).hexdigest()[:16])
+elif field == "missing":
+    for extra, why in m["arches"][arch].get("missing_extras", {}).items():
+        print(f"{extra}: {why}")
 PY
 }
 
@@ -365,6 +380,16 @@ ensure_venv() {
         if [[ $(cat "$venv/.hearthgate-source" 2>/dev/null || true) != "$hash" ]]; then
             act "install hearthgate $(manifest_field version) ($(manifest_field describe)) from the $hash into $PREFIX/venv" \
                 pip_install_bundle "$venv" "$hash"
+            # The extras the bundle has for this architecture come with its requirements
+            # file; say which it lacks, once, when that is what gets installed.
+            local line
+            while IFS= read -r line; do
+                [[ -n $line ]] || continue
+                note "note: the bundle has no extra ${line%%: *} for $ARCH (${line#*: }): installing without it"
+                if [[ ${line%%: *} == osdp-secure ]]; then
+                    note "  OSDP readers with scbk (Secure Channel) cannot work; hearthgate check refuses them (docs/devices.md)"
+                fi
+            done <<<"$(manifest_field missing)"
         fi
         return 0
     fi

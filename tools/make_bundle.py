@@ -5,7 +5,8 @@ PyPI. It holds:
 
     hearthgate-<version>-bundle/
       MANIFEST.json            version, build (tag, commit), Python, per architecture every
-                               wheel with its version, size and sha256
+                               wheel with its version, size and sha256, and which of the
+                               project's extras it carries (and why not)
       SHA256SUMS               the same hashes, for `sha256sum -c`
       requirements-<arch>.txt  every package pinned with its hash (pip --require-hashes)
       wheels/any/              pure-Python wheels (hearthgate's own among them), shared
@@ -23,6 +24,14 @@ An architecture for which some dependency has no wheel is refused, never filled 
 sdist: building one at the site needs a compiler, headers and the build requirements from an
 index, which is what the site lacks. The build stops naming the package; `--arch` without
 that architecture builds the rest (docs/operations.md, "Installing without PyPI").
+
+The project's extras (`osdp-secure`; not `test`, which is for developers) are optional, and
+are bundled per architecture where every wheel they need exists: resolved together with the
+core (`hearthgate[osdp-secure]`), pinned in requirements-<arch>.txt, so the installer gets
+them by installing that file. An architecture that lacks a wheel for an extra (armv7l: PyPI
+has no cffi wheel for it, which cryptography needs) is bundled without that extra, with a
+warning here and the reason in MANIFEST.json (`extras`, `missing_extras`), which the
+installer prints; a missing wheel of a core dependency still refuses the architecture.
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ PYTHON_VERSION = "3.11"  # Debian 12 and Raspberry Pi OS bookworm
 GLIBC_MAX = 36  # Debian 12's glibc is 2.36: manylinux wheels up to manylinux_2_36
 ARCHES = ("aarch64", "armv7l", "x86_64")
 ALIASES = {"armv7": "armv7l", "armhf": "armv7l", "arm64": "aarch64", "amd64": "x86_64"}
+# Extras for developers, not for a gateway: never bundled.
+NOT_BUNDLED = frozenset({"test"})
 # What the installer needs besides the wheels (systemd/install.sh reads them from beside it).
 KIT = ("systemd/install.sh", "systemd/hearthgate.service", "systemd/99-hearthgate-serial.rules",
        "config/*.yaml", "config/schema.json", "docs/*.md", "docs/*.yaml", "README.md")
@@ -54,6 +65,14 @@ KIT = ("systemd/install.sh", "systemd/hearthgate.service", "systemd/99-hearthgat
 
 class BundleError(Exception):
     pass
+
+
+class NoWheel(BundleError):
+    """`pip download` found no wheel for these packages (normalized names) for `arch`."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def platforms(arch: str) -> list[str]:
@@ -110,11 +129,42 @@ WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<py>
                         r"(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$")
 
 
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def bundled_extras(wheel: Path) -> list[str]:
+    """The extras the wheel declares (`Provides-Extra`) that a gateway may want."""
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(meta).decode()
+    names = re.findall(r"^Provides-Extra:\s*(\S+)\s*$", text, re.M)
+    return [n for n in names if normalize(n) not in NOT_BUNDLED]
+
+
+def missing_names(stderr: str) -> list[str]:
+    """The packages pip found no wheel for, from its error output.
+
+    Either pip says so ("No matching distribution found for cffi>=2"), or, when every
+    version of a package that has wheels needs one that has none (cryptography, cffi on
+    armv7l), it reports ResolutionImpossible with "X 1.0 depends on Y..." lines: then the
+    packages named only on the right of "depends on" are the ones without a wheel."""
+    found = re.findall(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)",
+                       stderr)
+    if found:
+        return sorted({normalize(n) for n in found})
+    conflict = stderr.partition("The conflict is caused by:")[2]
+    pairs = re.findall(r"^\s+([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])? \S+ depends on "
+                       r"([A-Za-z0-9][A-Za-z0-9._-]*)", conflict, re.M)
+    have = {normalize(a) for a, _ in pairs}
+    return sorted({normalize(b) for _, b in pairs} - have)
+
+
 def parse_wheel(path: Path) -> dict[str, str]:
     mo = WHEEL_NAME.match(path.name)
     if not mo:
         raise BundleError(f"not a wheel file name: {path.name}")
-    return {"name": re.sub(r"[-_.]+", "-", mo["name"]).lower(), "version": mo["version"],
+    return {"name": normalize(mo["name"]), "version": mo["version"],
             "platform": mo["plat"]}
 
 
@@ -122,24 +172,52 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def download(wheel: Path, arch: str, dest: Path) -> list[Path]:
-    """Every dependency of `wheel` as wheels for `arch`; BundleError naming what has none."""
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-           "--python-version", PYTHON_VERSION, "--implementation", "cp",
+def download(wheel: Path, arch: str, dest: Path, extras: list[str] | None = None) -> list[Path]:
+    """Every dependency of `wheel` (with `extras`) as wheels for `arch`, resolved together;
+    NoWheel naming what has none, BundleError for any other failure."""
+    # Not -q: pip explains a ResolutionImpossible (which package depends on which) only at
+    # its normal verbosity, and that is where a missing wheel is named (missing_names).
+    cmd = [sys.executable, "-m", "pip", "download", "--progress-bar", "off",
+           "--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp",
            "--abi", "cp" + PYTHON_VERSION.replace(".", ""), "-d", str(dest)]
     for tag in platforms(arch):
         cmd += ["--platform", tag]
-    result = run([*cmd, str(wheel)])
+    target = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
+    result = run([*cmd, target])
     if result.returncode != 0:
-        missing = sorted(set(re.findall(r"No matching distribution found for (\S+)",
-                                        result.stderr)))
+        missing = missing_names(result.stdout + result.stderr)
         if missing:
-            raise BundleError(
+            raise NoWheel(
                 f"{arch}: no wheel for {', '.join(missing)} (CPython {PYTHON_VERSION}, "
                 f"glibc <= 2.{GLIBC_MAX}); the bundle does not claim {arch}. Build without it "
-                f"(ARCHES=...) or pin the dependency to a release that has a wheel for it.")
+                f"(ARCHES=...) or pin the dependency to a release that has a wheel for it.",
+                missing)
         raise BundleError(f"{arch}: pip download failed:\n{result.stderr}")
     return sorted(p for p in dest.glob("*.whl") if p.name != wheel.name)
+
+
+def resolve(wheel: Path, arch: str, work: Path) -> tuple[list[Path], dict[str, str | None]]:
+    """The wheels for `arch`: the core's (or BundleError), with every extra whose wheels all
+    exist; and per extra None (bundled) or why it is not."""
+    paths = download(wheel, arch, work / arch)
+    taken: list[str] = []
+    state: dict[str, str | None] = {}
+    for extra in bundled_extras(wheel):
+        # Each extra is resolved with the core and the extras taken so far: one consistent
+        # set of versions, whatever the extras share.
+        trial = [*taken, extra]
+        try:
+            paths = download(wheel, arch, work / f"{arch}+{'+'.join(trial)}", trial)
+        except NoWheel as exc:
+            why = (f"no {', '.join(exc.missing)} wheel for {arch} (CPython {PYTHON_VERSION},"
+                   f" glibc <= 2.{GLIBC_MAX}) on the index pip used")
+            print(f"warning: {arch}: bundled without the extra {extra}: {why}",
+                  file=sys.stderr)
+            state[extra] = why
+        else:
+            taken.append(extra)
+            state[extra] = None
+    return paths, state
 
 
 def collect(wheel: Path, arches: list[str], stage: Path, work: Path) -> dict[str, object]:
@@ -149,7 +227,9 @@ def collect(wheel: Path, arches: list[str], stage: Path, work: Path) -> dict[str
     result: dict[str, object] = {}
     for arch in arches:
         entries = []
-        for path in [wheel, *download(wheel, arch, work / arch)]:
+        paths, extras = resolve(wheel, arch, work)
+        taken = [e for e, why in extras.items() if why is None]
+        for path in [wheel, *paths]:
             info = parse_wheel(path)
             sub = "any" if info["platform"] == "any" else arch
             target = stage / "wheels" / sub / path.name
@@ -159,7 +239,10 @@ def collect(wheel: Path, arches: list[str], stage: Path, work: Path) -> dict[str
             entries.append({**info, "file": f"wheels/{sub}/{path.name}",
                             "size": target.stat().st_size, "sha256": sha256(target)})
         entries.sort(key=lambda e: e["name"])
-        lines = [f"{e['name']}=={e['version']} --hash=sha256:{e['sha256']}" for e in entries]
+        # The extras go on hearthgate's own line: pip then checks that their wheels are here.
+        with_extras = f"[{','.join(taken)}]" if taken else ""
+        lines = [f"{e['name']}{with_extras if e['name'] == 'hearthgate' else ''}=="
+                 f"{e['version']} --hash=sha256:{e['sha256']}" for e in entries]
         (stage / f"requirements-{arch}.txt").write_text(
             f"# hearthgate bundle, {arch}: pip install --no-index --require-hashes\n"
             + "\n".join(lines) + "\n")
@@ -169,6 +252,9 @@ def collect(wheel: Path, arches: list[str], stage: Path, work: Path) -> dict[str
             "compiled": [e["name"] for e in entries if e["platform"] != "any"],
             "size": sum(int(e["size"]) for e in entries),
             "packages": entries,
+            # Which extras this architecture's wheels carry; why not, for the others.
+            "extras": {e: why is None for e, why in extras.items()},
+            "missing_extras": {e: why for e, why in extras.items() if why is not None},
         }
     return result
 
@@ -259,8 +345,12 @@ def summary(bundle: Path) -> str:
              f" ({'tag ' + build['tag'] if build['tag'] else 'no tag'},"
              f" commit {build['commit'] or 'unknown'})"]
     for arch, part in manifest["arches"].items():
+        extras = [e for e, has in part.get("extras", {}).items() if has]
+        without = "".join(f"; without {e} ({why})"
+                          for e, why in part.get("missing_extras", {}).items())
         lines.append(f"  {arch}: {len(part['packages'])} wheels, {part['size'] / 1e6:.1f} MB,"
-                     f" compiled: {', '.join(part['compiled']) or 'none'}")
+                     f" compiled: {', '.join(part['compiled']) or 'none'}"
+                     f"{'; extras: ' + ', '.join(extras) if extras else ''}{without}")
     return "\n".join(lines)
 
 

@@ -155,8 +155,11 @@ def _friendly(err: dict[str, Any], secret: bool) -> tuple[str, str | None]:
     ctx = err.get("ctx") or {}
     if kind == "value_error":
         msg = str(err["msg"]).removeprefix("Value error, ")
-        hint = getattr(ctx.get("error"), "hint", None)
-        return ("the value is not valid" if secret else msg), (None if secret else hint)
+        error = ctx.get("error")
+        hint = getattr(error, "hint", None)
+        if secret and getattr(error, "quotes_value", True):
+            return "the value is not valid", None
+        return msg, hint
     if kind == "string_pattern_mismatch":
         what = "" if secret else f"{show(value)} "
         if ctx.get("pattern") == GATEWAY_ID_PATTERN:

@@ -35,11 +35,17 @@ class OptionError(ValueError):
 
     Raise it from an option model's validator where plain `ValueError` would do, when the
     fix is not obvious from the message (a meter address short of its leading zeros).
+
+    `quotes_value=False` promises that neither text quotes the value: then both are shown
+    for a `!secret` value too, which otherwise gets only "the value is not valid".
     """
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, *, quotes_value: bool = True
+    ) -> None:
         super().__init__(message)
         self.hint = hint
+        self.quotes_value = quotes_value
 
 
 class Section(BaseModel):

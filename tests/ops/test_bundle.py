@@ -5,6 +5,11 @@ dependencies come from PyPI or pip's configured mirror, about 10 s), then instal
 systemd/install.sh --bundle into a temporary root with no index reachable: the installed
 `hearthgate --version` must name the build the bundle was made from, without git. The full
 three-architecture build from PyPI is `-m slow`.
+
+The project's extra `osdp-secure` (cryptography, for the OSDP Secure Channel) is bundled for
+an architecture whose wheels all exist, and left out, saying so, for one that lacks any
+(armv7l on PyPI: cffi has no armv7l wheel); a core dependency without a wheel still refuses
+the architecture.
 """
 
 from __future__ import annotations
@@ -97,11 +102,13 @@ def test_the_manifest_names_the_build_and_every_wheel_with_its_hash(
     assert list(manifest["arches"]) == ["x86_64"]
     part = manifest["arches"]["x86_64"]
     names = {p["name"] for p in part["packages"]}
-    # The wheel's runtime dependencies are all there (pydantic's core is the compiled one).
+    # The wheel's runtime dependencies are all there (pydantic's core is the compiled one),
+    # and the extra osdp-secure's: cryptography and its cffi, both compiled.
     assert {"hearthgate", "aiomqtt", "paho-mqtt", "pyserial", "pyserial-asyncio-fast",
             "pydantic", "pydantic-core", "aiosqlite", "pymodbus", "ruamel-yaml", "gpiozero",
-            "tzdata"} <= names
-    assert part["compiled"] == ["pydantic-core"]
+            "tzdata", "cryptography", "cffi"} <= names
+    assert part["compiled"] == ["cffi", "cryptography", "pydantic-core"]
+    assert part["extras"] == {"osdp-secure": True} and part["missing_extras"] == {}
     for p in part["packages"]:
         data = (unpacked / p["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == p["sha256"] and len(data) == p["size"]
@@ -109,6 +116,8 @@ def test_the_manifest_names_the_build_and_every_wheel_with_its_hash(
             assert p["file"].startswith("wheels/x86_64/") and "x86_64" in p["platform"]
     pinned = (unpacked / "requirements-x86_64.txt").read_text()
     assert len(re.findall(r"^\S+==\S+ --hash=sha256:[0-9a-f]{64}$", pinned, re.M)) == len(names)
+    # The extra rides on hearthgate's own line, so pip checks its wheels are all pinned.
+    assert re.search(rf"^hearthgate\[osdp-secure\]=={re.escape(version)} --hash=", pinned, re.M)
     assert shutil.which("sha256sum")
     check = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=unpacked,
                            capture_output=True, text=True, timeout=60)
@@ -160,12 +169,16 @@ def test_install_sh_installs_the_bundle_with_no_index(bundle: Path, wheel: Path,
     out = subprocess.run([str(venv / "bin/hearthgate"), "--version"], capture_output=True,
                          text=True, timeout=60, cwd=tmp_path, check=True).stdout.strip()
     check_describe(out, version)
-    # The whole gateway imports from what the bundle brought (the compiled core included).
+    # The whole gateway imports from what the bundle brought (the compiled core included),
+    # and the extra osdp-secure came with it: the secure channel can run.
     probe = subprocess.run([str(venv / "bin/python"), "-c",
                             "import hearthgate.service, hearthgate.config, pydantic_core, "
-                            "aiomqtt, pymodbus, ruamel.yaml, gpiozero; print('ok')"],
+                            "aiomqtt, pymodbus, ruamel.yaml, gpiozero\n"
+                            "from hearthgate.drivers.osdp_secure_codec import unavailable\n"
+                            "print(unavailable() or 'ok')"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert probe.stdout.strip() == "ok", probe.stderr
+    assert probe.stdout.strip() == "ok", probe.stdout + probe.stderr
+    assert "no extra" not in r.stderr  # the bundle lacks nothing for x86_64
     # Idempotent: the same bundle again changes nothing.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=offline_env())
     assert again.returncode == 0 and again.stdout == "", again.stdout + again.stderr
@@ -208,14 +221,15 @@ def test_install_sh_from_an_unpacked_bundle_and_its_refusals(unpacked: Path,
 def test_an_architecture_without_every_wheel_is_refused(unpacked: Path, wheel: Path,
                                                         tmp_path: Path) -> None:
     # Offline, from the x86_64 bundle's own wheels: armv7l lacks pydantic-core there, as it
-    # would on an index that had no armv7l build of it. The builder names it and stops.
+    # would on an index that had no armv7l build of it. The builder names it and stops: a
+    # core dependency, unlike an extra's, refuses the architecture.
     wheels = f"{unpacked / 'wheels/any'} {unpacked / 'wheels/x86_64'}"
     env = offline_env(PIP_NO_INDEX="1", PIP_FIND_LINKS=wheels)
     cmd = [sys.executable, str(BUILDER), "--wheel", str(wheel), "--out", str(tmp_path)]
     r = subprocess.run([*cmd, "--arch", "x86_64 armv7"], capture_output=True, text=True,
                        timeout=300, env=env)
     assert r.returncode == 1
-    assert "armv7l: no wheel for pydantic-core" in r.stderr, r.stderr
+    assert "armv7l: no wheel for pydantic-core " in r.stderr, r.stderr
     assert "does not claim armv7l" in r.stderr
     assert list(tmp_path.glob("*.tar.gz")) == []
     # The same wheelhouse rebuilds the x86_64 bundle with no index: a site can re-bundle.
@@ -226,10 +240,57 @@ def test_an_architecture_without_every_wheel_is_refused(unpacked: Path, wheel: P
     assert r.returncode == 1 and "unknown architecture 'sparc'" in r.stderr
 
 
+def test_an_architecture_without_an_extras_wheels_is_bundled_without_it(
+        unpacked: Path, wheel: Path, tmp_path: Path) -> None:
+    # Offline, from the x86_64 bundle's wheels less cffi: x86_64 then stands where armv7l is
+    # on PyPI (cryptography has a wheel, cffi has none). The core is all there, so the
+    # architecture is bundled, without the extra, and the build, the manifest and the
+    # installer all say so.
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    for sub in ("any", "x86_64"):
+        for w in (unpacked / "wheels" / sub).glob("*.whl"):
+            if not w.name.startswith("cffi-"):
+                shutil.copy2(w, house / w.name)
+    env = offline_env(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(house))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(BUILDER), "--wheel", str(wheel), "--out", str(out),
+                        "--arch", "x86_64"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^warning: x86_64: bundled without the extra osdp-secure: no cffi wheel "
+                     r"for x86_64 ", r.stderr, re.M), r.stderr
+    assert "without osdp-secure (no cffi wheel for x86_64" in r.stdout  # the summary
+    (built,) = out.glob("*.tar.gz")
+    with tarfile.open(built) as tar:
+        tar.extractall(tmp_path / "bundle", filter="data")
+    (top,) = (tmp_path / "bundle").iterdir()
+    part = json.loads((top / "MANIFEST.json").read_text())["arches"]["x86_64"]
+    assert part["extras"] == {"osdp-secure": False}
+    assert part["missing_extras"]["osdp-secure"].startswith("no cffi wheel for x86_64")
+    names = {p["name"] for p in part["packages"]}
+    assert "pydantic-core" in names and not names & {"cryptography", "cffi"}
+    assert part["compiled"] == ["pydantic-core"]
+    pinned = (top / "requirements-x86_64.txt").read_text()
+    assert re.search(r"^hearthgate==\S+ --hash=", pinned, re.M) and "cryptography" not in pinned
+    # The installer installs it plain and names what is missing.
+    from tests.ops.test_installer import make_root
+
+    root = make_root(tmp_path)
+    r = subprocess.run([str(SCRIPT), "--root", str(root), "--python", sys.executable,
+                        "--dry-run", "--bundle", str(top), "install"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^install hearthgate \S+ \(.*\) from the bundle x86_64 ", r.stdout, re.M)
+    assert ("note: the bundle has no extra osdp-secure for x86_64 (no cffi wheel for x86_64"
+            in r.stderr), r.stderr
+    assert "installing without it" in r.stderr and "scbk" in r.stderr
+
+
 @pytest.mark.slow
 def test_the_full_bundle_has_every_architecture(wheel: Path, tmp_path: Path) -> None:
     # From PyPI (or the configured mirror): aarch64, armv7l and x86_64, each with its own
-    # build of the compiled dependency and the same pure wheels.
+    # build of the compiled dependencies and the same pure wheels; armv7l without the extra
+    # osdp-secure, as PyPI has no armv7l wheel of cffi (cryptography has one).
     r = subprocess.run([sys.executable, str(BUILDER), "--wheel", str(wheel), "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -241,4 +302,11 @@ def test_the_full_bundle_has_every_architecture(wheel: Path, tmp_path: Path) -> 
     for arch, part in manifest["arches"].items():
         core = next(p for p in part["packages"] if p["name"] == "pydantic-core")
         assert core["file"].startswith(f"wheels/{arch}/") and arch in core["platform"]
-        assert part["compiled"] == ["pydantic-core"]
+        if arch == "armv7l":
+            assert part["compiled"] == ["pydantic-core"]
+            assert part["extras"] == {"osdp-secure": False}
+            assert "no cffi wheel for armv7l" in part["missing_extras"]["osdp-secure"]
+        else:
+            assert part["compiled"] == ["cffi", "cryptography", "pydantic-core"]
+            assert part["extras"] == {"osdp-secure": True}
+    assert "warning: armv7l: bundled without the extra osdp-secure" in r.stderr

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import logging
 import os
+import sys
 import tty
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -264,6 +265,26 @@ async def test_a_wrong_key_fails_the_handshake_and_is_not_online(clock: Simulate
         assert reason.startswith("secure channel handshake failed")
         assert "another key" in reason
         assert not rig.pd.is_sc_active()
+
+
+async def test_a_session_without_cryptography_is_not_online_and_says_why(
+    clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The config was checked where `cryptography` imported; at run time it does not (the
+    # check refuses this otherwise: test_osdp_extra.py). The reader is not online, the
+    # reason names the extra, and no bad input is counted against the reader.
+    caplog.set_level(logging.WARNING, logger="hearthgate")
+    key = KeyStore.gen_key()
+    async with libosdp_reader(clock, pd_key=key, enforce=True, scbk=key.hex()) as rig:
+        for name in [n for n in sys.modules if n.split(".")[0] == "cryptography"]:
+            monkeypatch.setitem(sys.modules, name, None)
+        await wait_until(lambda: rig.sink.values("alive") == [False], within=10)
+        reason = rig.sink.of("alive")[0].attrs["reason"]
+        assert reason.startswith("secure channel unavailable: 'cryptography'")
+        assert "pip install 'hearthgate[osdp-secure]'" in reason
+        assert "security" not in rig.errors()
+        assert not rig.pd.is_sc_active()
+    assert caplog.text.count("osdp gate-a: secure channel unavailable") == 1
 
 
 # --- a reader answering with a forged security block (scripted: libosdp would not) ---------
