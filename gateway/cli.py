@@ -135,6 +135,28 @@ def cmd_ack(args: argparse.Namespace) -> int:
                    data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
+def cmd_walktest(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    timeout = None
+    if args.timeout:
+        from hearthgate.core.durations import parse_duration
+
+        try:
+            timeout = parse_duration(args.timeout)
+        except ValueError as exc:
+            print(f"walktest: --timeout: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    # The gateway a walk test runs logs its warnings and up; the checklist is the output.
+    _setup_logging(args.log_level or "warning")
+    from hearthgate.walktest import run_walktest
+
+    return run_walktest(config, args.config,
+                        data_dir=Path(args.data_dir) if args.data_dir else None,
+                        as_json=args.json, timeout=timeout, lang=args.lang, by=args.by)
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -188,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", metavar="NAME", help="who acknowledges (default: your user name)")
     p.add_argument("--data-dir", help="override gateway.data_dir")
     p.set_defaults(func=cmd_ack)
+
+    p = with_config("walktest", "commissioning: tick each device off as it is heard")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--timeout", metavar="DURATION", help="give up after this long (e.g. 10m)")
+    p.add_argument("--lang", choices=["zh", "en"], help="override gateway.language")
+    p.add_argument("--by", metavar="NAME", help="who tests, for the access trail")
+    p.add_argument("--data-dir", help="override gateway.data_dir")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_walktest)
 
     p = with_config("forget", "erase a resident's data on the gateway when they leave")
     p.add_argument("--site", required=True, metavar="ID", help="the site to erase")
