@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("simulate", help="run one device simulator (for bench tests)")
-    p.add_argument("kind", help="dlt645 | cjt188 | sdm120 | rflink | osdp | zigbee2mqtt")
+    p.add_argument("kind", help="dlt645 | cjt188 | meters | sdm120 | rflink | osdp | zigbee2mqtt")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the simulator's own options")
     p.set_defaults(func=cmd_simulate)
 

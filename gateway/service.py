@@ -592,7 +592,7 @@ class Gateway:
             since, wait = request.get("since", 0), request.get("wait", 1.0)
             if not isinstance(since, int) or not isinstance(wait, int | float):
                 return {"ok": False, "error": "'since' is an integer, 'wait' a number"}
-            events = await walk.wait_events(since, min(max(float(wait), 0.0), 5.0))
+            events = await walk.wait_events(since, min(max(float(wait), 0.0), 2.0))
             return {"ok": True, "events": events, "seq": walk.seq, "ended": walk.ended}
         if name == "walktest_unknown":
             # What the walktest command hears on the local broker that no device names.

@@ -209,3 +209,84 @@ async def test_walktest_ticks_a_whole_flat(
             assert gw.stop() == 0
         finally:
             gw.close()
+
+
+def lonely_config(tmp: Path, home: MosquittoBroker, platform_port: int) -> Path:
+    path = tmp / "lonely.yaml"
+    path.write_text(config_head(GW, tmp / "data", platform_port, home.port).replace(
+        "language: en", "language: zh") + """\
+devices:
+  - {id: pir-1, site: room-1, kind: motion_sensor, protocol: zigbee2mqtt, bus: zigbee,
+      topic: zigbee2mqtt/pir_1}
+  - {id: door-1, site: room-1, kind: door_contact, protocol: zigbee2mqtt, bus: zigbee,
+      topic: zigbee2mqtt/door_1}
+sites:
+  - {id: room-1, resident: r-1, rules: [{type: inactivity, window: 4h}, {type: device_offline}]}
+""")
+    return path
+
+
+async def test_walktest_on_its_own_says_in_chinese_who_was_never_heard(
+    tmp_path: Path, home_broker: MosquittoBroker, broker: MosquittoBroker,
+) -> None:
+    """No service runs: the walk test runs the gateway itself; one sensor speaks, one never
+    does; plain lines (not a terminal), Chinese per `gateway.language`, exit 1."""
+    cfg = lonely_config(tmp_path, home_broker, broker.port)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hearthgate", "walktest", "-c", str(cfg), "--timeout", "4s",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(REPO))
+    async with PlatformSubscriber(home_broker.host, home_broker.port, ("none/#",)) as home:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        async with asyncio.timeout(30):
+            while not any("服务未运行" in line for line in lines):
+                line = (await proc.stdout.readline()).decode()
+                assert line, lines
+                lines.append(line)
+        # The gateway of the walk test subscribes as it starts: say it until it is heard.
+        async with asyncio.timeout(20):
+            while not any("pir-1" in line for line in lines):
+                await home.publish("zigbee2mqtt/pir_1", {"occupancy": True})
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        lines.append((await proc.stdout.readline()).decode())
+        rest, err = await asyncio.wait_for(proc.communicate(), 30)
+    out = "".join(lines) + rest.decode()
+    assert proc.returncode == 1, (out, err.decode())
+    assert "听到 pir-1（motion_sensor）：有人活动" in out
+    assert "未听到：door-1" in out
+    assert "巡检测试结束（超时）：已听到 1/2 个设备" in out
+    assert "\x1b[" not in out  # no terminal codes into a pipe
+    assert not (tmp_path / "data" / "control.sock").exists()
+
+
+async def test_walktest_requests_on_the_control_socket_refuse_bad_input(
+    tmp_path: Path, home_broker: MosquittoBroker, broker: MosquittoBroker,
+) -> None:
+    from hearthgate.config import load_config
+    from hearthgate.service import Gateway
+
+    gw = Gateway(load_config(lonely_config(tmp_path, home_broker, broker.port)))
+    bad = await gw._local({"command": "walktest_start"})
+    assert bad["ok"] is False  # no user
+    started = await gw._local({"command": "walktest_start", "user": "u"})
+    assert started["ok"] and started["session"] and len(started["devices"]) == 2
+    again = await gw._local({"command": "walktest_start", "user": "v"})
+    assert again["session"] == started["session"]  # one walk test at a time: joined
+    session = started["session"]
+    for request in (
+        {"command": "walktest_events", "user": "u", "session": "other"},
+        {"command": "walktest_events", "user": "u", "session": session, "since": "x"},
+        {"command": "walktest_events", "user": "u", "session": session, "wait": [1]},
+        {"command": "walktest_unknown", "user": "u", "session": session, "key": 5},
+        {"command": "walktest_unknown", "user": "u", "session": session,
+         "protocol": "zigbee2mqtt", "key": "k" * 1000, "entry": {}},
+        {"command": "walktest_nonsense", "user": "u", "session": session},
+    ):
+        answer = await gw._local(request)
+        assert answer["ok"] is False, request
+    waited = await gw._local({"command": "walktest_events", "user": "u", "session": session,
+                              "since": 0, "wait": 1e9})  # bounded by the service, not 1e9 s
+    assert waited["ok"] and waited["events"] == []
+    stopped = await gw._local({"command": "walktest_stop", "user": "u", "session": session})
+    assert stopped["ok"] and gw.walk is None
