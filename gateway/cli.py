@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from hearthgate.check import run_check
 
-    return run_check(Path(args.config))
+    return run_check(Path(args.config), lang=args.lang)
 
 
 def cmd_view(args: argparse.Namespace) -> int:
@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = with_config("check", "validate the config without touching devices or the network")
+    p.add_argument("--lang", choices=["zh", "en"], help="override gateway.language")
     p.set_defaults(func=cmd_check)
 
     for name, text in (
