@@ -1,4 +1,4 @@
-"""`hearthgate walktest -c FILE`: commissioning, device by device (contract §1).
+"""`hearthgate walktest -c FILE`: commissioning, device by device (docs/operations.md).
 
 Attaches to the running service through its control socket, or, when none runs, runs the
 gateway itself in this process (serving the same socket, so `hearthgate ack` reaches it) and

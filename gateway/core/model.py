@@ -144,7 +144,7 @@ class AlertTransition:
     ts: datetime
     message: str
     details: dict[str, Any] = field(default_factory=dict)
-    # Raised during a walk test (contract §3): not escalated, cleared by a local ack, and
+    # Raised during a walk test (docs/mqtt-api.md): not escalated, cleared by a local ack, and
     # every later transition of the alert carries the mark too.
     test: bool = False
 
