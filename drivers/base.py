@@ -39,6 +39,10 @@ class DriverContext:
     clock: Clock
     sink: Callable[[Observation], None]
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Told of every device heard on a bus that the config does not name (a walk test lists
+    # them with a ready YAML entry): `(protocol, key, entry)`, where `entry` is the device's
+    # `devices:` keys as far as the driver knows them.
+    on_unknown: Callable[[str, str, dict[str, Any]], None] | None = None
     _reachable: dict[str, bool] = field(default_factory=dict)
 
     def emit(
@@ -82,6 +86,15 @@ class DriverContext:
                 f" [{data[:256].hex(' ')}]" if data else "",
                 extra={"device_id": device_id, "error_kind": kind},
             )
+
+    def heard_unknown(self, protocol: str, key: str, entry: dict[str, Any]) -> None:
+        """A device the config does not name spoke on a bus; never raises into a driver."""
+        if self.on_unknown is None:
+            return
+        try:
+            self.on_unknown(protocol, key, entry)
+        except Exception:
+            log.exception("unknown-device hook failed")
 
     def set_reachable(self, device: DeviceConfig, reachable: bool, reason: str = "",
                       *, heard: bool = True) -> None:

@@ -271,6 +271,11 @@ class RFLinkDriver:
 
     def _log_unknown(self, packet: RFLinkPacket) -> None:
         key = (packet.protocol.upper(), (packet.get("ID") or "").upper())
+        # Every time, not once: a walk test started later must hear it too.
+        self.ctx.heard_unknown("rflink", f"{packet.protocol};ID={packet.get('ID')}", {
+            "protocol": "rflink", "bus": self.bus.id,
+            "match": f"{packet.protocol};ID={packet.get('ID')}",
+        })
         if key in self._unknown_logged or len(self._unknown_logged) >= _MAX_UNKNOWN_LOGGED:
             return
         self._unknown_logged.add(key)

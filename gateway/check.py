@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from hearthgate.config import ConfigError, load
+from hearthgate.messages import language_of_file, translate
 from hearthgate.registry import STANDARD, Registry
 
 EXIT_OK = 0
@@ -18,17 +19,35 @@ EXIT_INTERNAL = 1
 EXIT_INVALID = 2
 
 
+def _language(path: Path, lang: str | None) -> str:
+    if lang:
+        return lang
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "en"
+    # Chinese when the file says so: a file that names no language keeps the English that
+    # installers' scripts and the docs quote.
+    return language_of_file(text) or "en"
+
+
 def run_check(
     path: Path,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     registry: Registry = STANDARD,
+    lang: str | None = None,
 ) -> int:
+    """Check `path`; problems in `lang` (default: the file's `gateway.language`), at the
+    same `FILE:LINE:COL` whatever the language."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    language = _language(path, lang)
     try:
         result = load(Path(path), registry)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem.format(), file=err)
+            print(translate(problem.format(), language), file=err)
         return EXIT_INVALID
     except Exception as exc:  # a bug of ours; an installer still gets one line, not a traceback
         # The exception's text is left out: it could quote a secret.
@@ -38,8 +57,8 @@ def run_check(
         )
         return EXIT_INTERNAL
     for warning in result.warnings:
-        print(warning.format(), file=err)
-    print(f"{path}: ok: {result.config.summary()}", file=out)
+        print(translate(warning.format(), language), file=err)
+    print(translate(f"{path}: ok: {result.config.summary()}", language), file=out)
     return EXIT_OK
 
 

@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from hearthgate.check import run_check
 
-    return run_check(Path(args.config))
+    return run_check(Path(args.config), lang=args.lang)
 
 
 def cmd_view(args: argparse.Namespace) -> int:
@@ -148,6 +148,28 @@ def cmd_ack(args: argparse.Namespace) -> int:
                    data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
+def cmd_walktest(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    timeout = None
+    if args.timeout:
+        from hearthgate.core.durations import parse_duration
+
+        try:
+            timeout = parse_duration(args.timeout)
+        except ValueError as exc:
+            print(f"walktest: --timeout: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    # The gateway a walk test runs logs its warnings and up; the checklist is the output.
+    _setup_logging(args.log_level or "warning")
+    from hearthgate.walktest import run_walktest
+
+    return run_walktest(config, args.config,
+                        data_dir=Path(args.data_dir) if args.data_dir else None,
+                        as_json=args.json, timeout=timeout, lang=args.lang, by=args.by)
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -185,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = with_config("check", "validate the config without touching devices or the network")
+    p.add_argument("--lang", choices=["zh", "en"], help="override gateway.language")
     p.set_defaults(func=cmd_check)
 
     for name, text in (
@@ -205,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="override gateway.data_dir")
     p.set_defaults(func=cmd_ack)
 
+    p = with_config("walktest", "commissioning: tick each device off as it is heard")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--timeout", metavar="DURATION", help="give up after this long (e.g. 10m)")
+    p.add_argument("--lang", choices=["zh", "en"], help="override gateway.language")
+    p.add_argument("--by", metavar="NAME", help="who tests, for the access trail")
+    p.add_argument("--data-dir", help="override gateway.data_dir")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_walktest)
+
     p = with_config("forget", "erase a resident's data on the gateway when they leave")
     p.add_argument("--site", required=True, metavar="ID", help="the site to erase")
     p.add_argument("--by", metavar="NAME", help="who erases, for the access trail")
@@ -224,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("simulate", help="run one device simulator (for bench tests)")
-    p.add_argument("kind", help="dlt645 | cjt188 | sdm120 | rflink | osdp | zigbee2mqtt")
+    p.add_argument("kind", help="dlt645 | cjt188 | meters | sdm120 | rflink | osdp | zigbee2mqtt")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the simulator's own options")
     p.set_defaults(func=cmd_simulate)
 

@@ -22,7 +22,15 @@ from hearthgate.audit import AuditTrail
 from hearthgate.config import GatewayConfig
 from hearthgate.control import CONTROL_SOCKET, serve_control
 from hearthgate.core.clock import Clock, SystemClock
-from hearthgate.core.model import AlertTransition, Instant, Observation, Priority, isoformat
+from hearthgate.core.model import (
+    AlertState,
+    AlertTransition,
+    Instant,
+    Observation,
+    Priority,
+    isoformat,
+    new_id,
+)
 from hearthgate.drivers.base import DriverContext
 from hearthgate.engine_builder import build_engine
 from hearthgate.fleet_health import FleetHealth
@@ -38,6 +46,7 @@ from hearthgate.telemetry import TelemetryBatcher
 from hearthgate.telemetry_summary import HourlySummariser, capabilities, summary_payload
 from hearthgate.uplink import CommandError, Uplink
 from hearthgate.views import runtime_dir
+from hearthgate.walk_session import WalkSession, said
 
 log = logging.getLogger("hearthgate.service")
 
@@ -117,7 +126,7 @@ class Gateway:
         self.data_dir = data_dir or config.gateway.data_dir
         self.tz = config.gateway.tz
         self.queue: asyncio.Queue[Observation] = asyncio.Queue()
-        self.ctx = DriverContext(self.clock, self._accept)
+        self.ctx = DriverContext(self.clock, self._accept, on_unknown=self._heard_unknown)
         self.health = DeviceHealth(config)
         self.engine = build_engine(config)
         self.batcher = TelemetryBatcher(self.tz)
@@ -143,12 +152,31 @@ class Gateway:
         self._last_state_save = 0.0
         # Per site, which rules watch and which are blind (P/status, `hearthgate status`).
         self.coverage: list[SiteCoverage] = []
+        # The walk test in progress (`hearthgate walktest`, the local page), if any.
+        self.walk: WalkSession | None = None
+        self._heard: set[str] = set()  # devices heard since start (the info log line)
 
     # -- drivers' sink ----------------------------------------------------------
 
     def _accept(self, obs: Observation) -> None:
         self.counts[obs.metric] += 1
         self.queue.put_nowait(obs)
+
+    def _heard_unknown(self, protocol: str, key: str, entry: dict[str, Any]) -> None:
+        if self.walk is not None:
+            self.walk.heard_unknown(protocol, key, entry,
+                                    isoformat(self.clock.now().wall, self.tz))
+
+    def _first_heard(self, obs: Observation) -> None:
+        """At info level, the first time each device speaks (docs/install.md promises it)."""
+        if obs.device_id in self._heard or obs.metric == "alive":
+            return
+        self._heard.add(obs.device_id)
+        msg_id, params = said(obs)
+        from hearthgate.messages import text
+
+        log.info("device %s heard: %s", obs.device_id, text(msg_id, "en", **params),
+                 extra={"device_id": obs.device_id})
 
     # -- running ----------------------------------------------------------------
 
@@ -333,6 +361,9 @@ class Gateway:
             async with self._engine_lock:
                 for obs in batch:
                     self.health.observe(obs)
+                    self._first_heard(obs)
+                    if self.walk is not None:
+                        self.walk.observe(obs, isoformat(obs.at.wall, self.tz))
                     transitions += self.engine.on_observation(obs, obs.at)
                     level = self.levels.get(obs.site_id, self.config.gateway.telemetry)
                     if level == "summary":
@@ -349,6 +380,10 @@ class Gateway:
             if house:
                 last_house = now.mono
                 self._update_coverage(now)
+                if self.walk is not None and self.walk.idle:
+                    log.info("walk test %s ended: nobody is watching it", self.walk.id)
+                    self.walk.end("idle")
+                    self.walk = None
                 changed = self.health.changed(now)
                 if changed or now.mono >= next_devices:
                     self.uplink.set_devices(self.health.payload(now, self.raw_sites))
@@ -418,11 +453,16 @@ class Gateway:
     async def _commit(self, transitions: list[AlertTransition], now: Instant) -> None:
         assert self.store is not None
         gw = self.config.gateway.id
+        if self.walk is not None:
+            transitions = [self._walk_mark(t) for t in transitions]
         payloads = [
             json.dumps(t.to_payload(gw, self.tz), ensure_ascii=False) for t in transitions
         ]
         state = json.dumps(self.engine.snapshot(now), ensure_ascii=False)
         await self.store.add_alerts(transitions, payloads, engine_state=state)
+        for t, payload in zip(transitions, payloads, strict=True):
+            if t.test and self.walk is not None:
+                self.walk.alert(t, json.loads(payload))
         for t in transitions:
             self.alert_counts[(t.type, str(t.state))] += 1
             log.info(
@@ -431,6 +471,13 @@ class Gateway:
             )
         if self.uplink is not None:
             self.uplink.wake()
+
+    def _walk_mark(self, t: AlertTransition) -> AlertTransition:
+        """During a walk test an alert raised is a test alert: marked, never escalated."""
+        if t.state is AlertState.RAISED and not t.test:
+            marked = self.engine.mark_test(t.alert_id)
+            return marked if marked is not None else t
+        return t
 
     async def _save_state(self, now: Instant, durable: bool = False) -> None:
         assert self.store is not None
@@ -539,6 +586,8 @@ class Gateway:
                     "devices": self.health.snapshot(now)}
         if not isinstance(user, str) or not user or len(user) > 100:
             return {"ok": False, "error": "'user' must be a non-empty string"}
+        if isinstance(name, str) and name.startswith("walktest_"):
+            return await self._walktest(name, request, user)
         if name != "ack":
             await self._audit("local", user, str(name)[:50], None, ok=False,
                               error="unknown local command")
@@ -571,6 +620,43 @@ class Gateway:
             out.update(part())
         out["ts"] = isoformat(self.clock.now().wall, self.tz)
         return out
+
+    async def _walktest(self, name: str, request: dict[str, Any], user: str
+                        ) -> dict[str, Any]:
+        """The walk test over the control socket: start (or join), events, unknown, stop."""
+        walk = self.walk
+        if name == "walktest_start":
+            if walk is None:
+                walk = self.walk = WalkSession(self.config, new_id(), user)
+                log.info("walk test %s started by %s: alerts are test alerts until it ends",
+                         walk.id, user)
+                await self._audit("local", user, "walktest", walk.id)
+            return {"ok": True, **walk.state()}
+        session = request.get("session")
+        if walk is None or session != walk.id:
+            return {"ok": False, "error": "no such walk test (it ended)", "ended": True}
+        if name == "walktest_events":
+            since, wait = request.get("since", 0), request.get("wait", 1.0)
+            if not isinstance(since, int) or not isinstance(wait, int | float):
+                return {"ok": False, "error": "'since' is an integer, 'wait' a number"}
+            events = await walk.wait_events(since, min(max(float(wait), 0.0), 2.0))
+            return {"ok": True, "events": events, "seq": walk.seq, "ended": walk.ended}
+        if name == "walktest_unknown":
+            # What the walktest command hears on the local broker that no device names.
+            protocol, key, entry = (request.get(k) for k in ("protocol", "key", "entry"))
+            if not (isinstance(protocol, str) and isinstance(key, str)
+                    and isinstance(entry, dict) and len(key) <= 300 and len(entry) <= 20):
+                return {"ok": False, "error": "'protocol', 'key' and 'entry' are needed"}
+            walk.heard_unknown(protocol[:40], key, entry, isoformat(self.clock.now().wall,
+                                                                     self.tz))
+            return {"ok": True}
+        if name == "walktest_stop":
+            walk.end(str(request.get("reason", "stopped"))[:40])
+            self.walk = None
+            log.info("walk test %s ended; %d of %d devices heard", walk.id,
+                     len(walk.devices) - len(walk.missing()), len(walk.devices))
+            return {"ok": True, **walk.state()}
+        return {"ok": False, "error": f"unknown local command '{name}'"}
 
     async def ack_offline(self, alert_id: str, user: str) -> dict[str, Any]:
         """`hearthgate ack` with no service running: the same acknowledgement on the store

@@ -8,6 +8,7 @@ module only knows which module serves which kind, and imports that one alone, so
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ METERS = "hearthgate.simulators.meter_command"
 SIMULATORS: dict[str, tuple[str, str]] = {
     "dlt645": (METERS, "DL/T 645-2007 electricity meters on a serial line"),
     "cjt188": (METERS, "CJ/T 188-2004 water meters on a serial line"),
+    "meters": (METERS, "DL/T 645 and CJ/T 188 meters sharing one serial line"),
     "sdm120": (METERS, "Eastron SDM120 Modbus RTU meters on a serial line"),
     "rflink": ("hearthgate.simulators.presence", "an RFLink 433 MHz receiver hearing buttons"),
     "osdp": ("hearthgate.simulators.presence", "an OSDP reader / access controller on RS-485"),
@@ -50,8 +52,19 @@ def run_simulator(kind: str, argv: list[str]) -> int:
               f"{', '.join(SIMULATORS)}", file=sys.stderr)
         print(usage(), file=sys.stderr)
         return EXIT_USAGE
+    # SIGTERM (systemctl stop, a test's terminate) ends a simulator like Ctrl-C: its
+    # `finally` blocks remove the pseudo-terminal and its symlink.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(entry_point(kind)(kind, list(argv)) or 0)
     except SystemExit as exc:  # argparse inside a simulator: --help, or bad options
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -63,15 +63,20 @@ def ask_service(config: GatewayConfig, data_dir: Path | None, command: str
     return answer
 
 
-def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
+def format_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a plain table, columns padded by their widest cell."""
     def width(text: str) -> int:
         # CJK characters take two columns in a terminal.
         return sum(2 if ord(c) > 0x2E80 else 1 for c in text)
 
     widths = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for row in [headers, *rows]:
-        cells = [c + " " * (w - width(c)) for c, w in zip(row, widths, strict=True)]
-        print("  ".join(cells).rstrip(), file=out)
+    return ["  ".join(c + " " * (w - width(c)) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in [headers, *rows]]
+
+
+def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
+    for line in format_table(headers, rows):
+        print(line, file=out)
 
 
 def _ago(iso: str | None, now: datetime) -> str:

@@ -14,7 +14,8 @@
 #                      udevadm, daemon-reload, restart) are listed as skipped. The venv's
 #                      scripts name DIR in their #! lines, so the tree is not a system image.
 #   --python PY        the Python (>= 3.11) for the virtualenv (default python3)
-#   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR")
+#   --pip-opts OPTS    extra options for pip install (e.g. "--no-index --find-links DIR", or
+#                      a PyPI mirror: "--index-url https://pypi.tuna.tsinghua.edu.cn/simple")
 #   --bundle FILE      install the program from an offline bundle (`make bundle`: a .tar.gz, or
 #                      the folder it unpacks to) with no package index: its wheels for this
 #                      machine's architecture, checked against their sha256, with the extras

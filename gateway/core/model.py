@@ -144,6 +144,9 @@ class AlertTransition:
     ts: datetime
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    # Raised during a walk test (docs/mqtt-api.md): not escalated, cleared by a local ack, and
+    # every later transition of the alert carries the mark too.
+    test: bool = False
 
     @property
     def priority(self) -> Priority:
@@ -166,6 +169,8 @@ class AlertTransition:
             "ts": isoformat(self.ts, tz),
             "message": self.message,
             "details": self.details,
+            # Only when set: the platform's existing consumers see what they always saw.
+            **({"test": True} if self.test else {}),
         }
 
 

@@ -8,8 +8,9 @@
 room-301 is an old man living alone: an ordinary morning with a walk, a nap after lunch,
 and at 15:20 he presses his SOS button. His motion sensor's battery dies at 17:00 and a
 grid worker replaces it at 20:30. room-302 is a woman living alone: she presses her
-433 MHz pendant by accident while cooking, goes out in the afternoon, leaves a tap running
-in the evening, and opens her door at 03:00.
+433 MHz pendant by accident while cooking, goes out in the afternoon, comes home and sits
+still in her chair from 16:35 until 21:00 (over the 4 hours of her inactivity rule: it fires,
+and clears when she moves), leaves a tap running in the evening, and opens her door at 03:00.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ DAY: dict[str, Any] = {
         {"at": "14:01", "device": "door-302", "do": "door_close"},
         {"at": "16:30", "device": "door-302", "do": "door_open"},
         {"at": "16:31", "device": "door-302", "do": "door_close"},
-        {"every": "25m", "from": "16:35", "until": "22:00", "device": "pir-302", "do": "motion"},
+        # Home again, she sits still in her chair: the inactivity rule's 4 hours pass.
+        {"at": "16:35", "device": "pir-302", "do": "motion"},
+        {"every": "25m", "from": "21:00", "until": "22:00", "device": "pir-302", "do": "motion"},
         {"at": "20:00", "device": "sos-302", "do": "battery", "value": 12},
         {"at": "03:00", "device": "door-302", "do": "door_open"},  # up in the night
         {"at": "03:04", "device": "door-302", "do": "door_close"},

@@ -1,7 +1,9 @@
-"""`hearthgate simulate dlt645|cjt188|sdm120`: simulated meters on a serial line.
+"""`hearthgate simulate dlt645|cjt188|meters|sdm120`: simulated meters on a serial line.
 
 `simulate_main(kind, argv)` serves the meters of `--meter` on a new pseudo-terminal (or
 `--port`) until Ctrl-C or `--duration`, with `--fault` and a `--speed` for consumption.
+`meters` puts DL/T 645 (`--dlt645`) and CJ/T 188 (`--cjt188`) meters on ONE line, as a flat's
+single RS-485 adapter carries both.
 """
 
 from __future__ import annotations
@@ -31,18 +33,24 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     parser.add_argument("--baudrate", type=int, default=2400,
                         help="for --port and --wire-delay (default 2400)")
     parser.add_argument("--parity", choices="NEO", default="N", help="for --port (default N)")
-    example = {"dlt645": "000000005678=1234.56", "cjt188": "00000000001234=123.45",
-               "sdm120": "1=1234.5"}[kind]
-    parser.add_argument(
-        "--meter", action="append", default=[], metavar="ADDRESS[=TOTAL]",
-        help=f"a meter on the line (repeat for several), e.g. {example}",
-    )
-    if kind == "cjt188":
+    if kind == "meters":
+        parser.add_argument("--dlt645", action="append", default=[], metavar="ADDRESS[=KWH]",
+                            help="a DL/T 645 power meter on the line, e.g. 000000005678=1234.56")
+        parser.add_argument("--cjt188", action="append", default=[], metavar="ADDRESS[=M3]",
+                            help="a CJ/T 188 water meter on the line, e.g. 00000000001234=123.45")
+    else:
+        example = {"dlt645": "000000005678=1234.56", "cjt188": "00000000001234=123.45",
+                   "sdm120": "1=1234.5"}[kind]
+        parser.add_argument(
+            "--meter", action="append", default=[], metavar="ADDRESS[=TOTAL]",
+            help=f"a meter on the line (repeat for several), e.g. {example}",
+        )
+    if kind in ("cjt188", "meters"):
         parser.add_argument("--flow", type=float, default=0.0, help="m³/h each meter passes")
         parser.add_argument("--liters", action="store_true", help="report totals in L")
         parser.add_argument("--di-order", choices=["high_first", "low_first"],
                             default="high_first")
-    else:
+    if kind != "cjt188":
         parser.add_argument("--power", type=float, default=500.0, help="watts each meter draws")
     parser.add_argument("--fault", choices=FAULTS, help="misbehave this way")
     parser.add_argument("--fault-every", type=int, default=1, metavar="N",
@@ -58,6 +66,11 @@ def _parser(kind: str) -> argparse.ArgumentParser:
 
 
 def _meters(kind: str, args: argparse.Namespace) -> list[Any]:
+    if kind == "meters":
+        if not args.dlt645 and not args.cjt188:
+            raise ValueError("name the meters on the line: --dlt645 and/or --cjt188")
+        return (_meters("dlt645", argparse.Namespace(**{**vars(args), "meter": args.dlt645}))
+                + _meters("cjt188", argparse.Namespace(**{**vars(args), "meter": args.cjt188})))
     specs = args.meter or [{"dlt645": "000000005678", "cjt188": "00000000001234",
                             "sdm120": "1"}[kind]]
     meters: list[Any] = []
@@ -99,7 +112,8 @@ async def _serve(kind: str, args: argparse.Namespace) -> None:
     else:
         sim = MeterBusSimulator(link, meters, clock=clock,
                                 line_baud=args.baudrate if args.wire_delay else None)
-    names = ", ".join(str(getattr(m, "address", getattr(m, "unit", "?"))) for m in meters)
+    # An SDM120 has an empty `address` (it is a Modbus unit): name it by its unit.
+    names = ", ".join(str(m.unit) if isinstance(m, SDM120Meter) else m.address for m in meters)
     print(f"{kind} simulator on {link.path}: meters {names}"
           + (f"; fault {args.fault}" if args.fault else ""), flush=True)
     if not args.port:
@@ -118,8 +132,8 @@ async def _serve(kind: str, args: argparse.Namespace) -> None:
 
 def simulate_main(kind: str, argv: list[str]) -> int:
     """`hearthgate simulate KIND ...`; returns the exit code."""
-    if kind not in ("dlt645", "cjt188", "sdm120"):
-        print(f"unknown meter kind '{kind}': dlt645, cjt188 or sdm120", file=sys.stderr)
+    if kind not in ("dlt645", "cjt188", "meters", "sdm120"):
+        print(f"unknown meter kind '{kind}': dlt645, cjt188, meters or sdm120", file=sys.stderr)
         return 2
     parser = _parser(kind)
     args = parser.parse_args(argv)

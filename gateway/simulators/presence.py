@@ -4,7 +4,13 @@ Each simulator acts out a scenario (gateway/simulators/scenario.py) for the devi
 Devices come from the scenario's `devices:` and/or a gateway config (`-c`), so an
 installer can point the simulator at the very config the gateway runs with.
 
-    hearthgate simulate rflink --link /tmp/ttyRF --press "EV1527;ID=5a3c1"
+A simulator stays up until it is stopped (Ctrl-C, SIGTERM) or `--duration` has passed (in
+scenario time), whatever it did first: a press, a scenario's last step. Its line goes with it
+(the pseudo-terminal and its symlink are removed). The gateway it feeds would otherwise see
+its port vanish after each press and call the device offline.
+
+    hearthgate simulate rflink --link /tmp/ttyRF --press "EV1527;ID=5a3c1" --every 30s
+    hearthgate simulate rflink --link /tmp/ttyRF --press "EV1527;ID=5a3c1" --key
     hearthgate simulate rflink --link /tmp/ttyRF -c gateway.yaml --scenario night.yaml
     hearthgate simulate osdp --link /tmp/ttyOSDP --address 1 --card 123:4567
     hearthgate simulate zigbee2mqtt --host 127.0.0.1 -c gateway.yaml --scenario night.yaml
@@ -14,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from hearthgate.simulators.scenario import (
@@ -65,7 +71,12 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="a gateway config: simulate its devices")
     p.add_argument("--scenario", help="a scenario file (YAML or JSON lines)")
     p.add_argument("--speed", type=float, default=1.0, help="scenario time factor (60 = 1 h/min)")
-    p.add_argument("--duration", default="1d", help="how much scenario time to play (e.g. 2h)")
+    p.add_argument("--duration", default=None,
+                   help="stop after this much (scenario) time, e.g. 2h (default: until Ctrl-C)")
+    p.add_argument("--every", metavar="DURATION",
+                   help="repeat the --press presses on this schedule (e.g. 30s)")
+    p.add_argument("--key", action="store_true",
+                   help="press again each time Enter is typed (stdin)")
     if kind in ("rflink", "osdp"):
         p.add_argument("--link", help="create a pseudo-terminal behind this symlink path")
         p.add_argument("--serial", help="use this real serial port instead of a pseudo-terminal")
@@ -127,12 +138,77 @@ async def _link(args: argparse.Namespace) -> Any:
     return link
 
 
-async def _play_then_wait(scenario: Scenario, args: argparse.Namespace, sink: Any) -> None:
+async def _play(scenario: Scenario, args: argparse.Namespace, sink: Any, clock: Any) -> None:
     if scenario.steps:
-        report = await play(scenario, _clock(args.speed), sink, duration=_duration(args.duration))
+        horizon = _duration(args.duration) if args.duration else 86400.0
+        report = await play(scenario, clock, sink, duration=horizon)
         for action in report.unhandled:
             log.warning("no %s device '%s' for step '%s'", args.kind_name, action.device,
                         action.do)
+
+
+async def _keys() -> None:
+    """Return when a line is typed on stdin (Enter); never when stdin is closed."""
+    # A reader on the event loop, not a thread: a thread blocked in read() would hold the
+    # process at exit.
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    typed: asyncio.Future[bytes] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 1024)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not typed.done():
+            typed.set_result(data)
+
+    loop.add_reader(fd, readable)
+    try:
+        data = await typed
+    finally:
+        loop.remove_reader(fd)
+    if not data:
+        await asyncio.Event().wait()  # stdin closed (a service, a pipe): no keys will come
+
+
+async def _bench(args: argparse.Namespace, scenario: Scenario, sink: Any,
+                 press: Callable[[], Awaitable[None]] | None) -> None:
+    """Press once, then keep the simulator up: presses on a schedule or on a key, the
+    scenario, until `--duration` (scenario time) or until stopped."""
+    clock = _clock(args.speed)
+    start = clock.now().mono
+    if press is not None:
+        await press()
+
+    async def every() -> None:
+        assert press is not None
+        gap = _duration(args.every)
+        while True:
+            await clock.sleep(gap)
+            await press()
+
+    async def on_key() -> None:
+        assert press is not None
+        print("press Enter to press again", flush=True)
+        while True:
+            await _keys()
+            await press()
+
+    async with asyncio.TaskGroup() as tg:
+        helpers = [tg.create_task(_play(scenario, args, sink, clock))]
+        if press is not None and args.every:
+            helpers.append(tg.create_task(every()))
+        if press is not None and args.key:
+            helpers.append(tg.create_task(on_key()))
+        if args.duration:
+            await clock.sleep_until(start + _duration(args.duration))
+        else:
+            await asyncio.Event().wait()  # until Ctrl-C or SIGTERM
+        for task in helpers:
+            task.cancel()
 
 
 async def _run_rflink(args: argparse.Namespace, scenario: Scenario) -> int:
@@ -144,13 +220,14 @@ async def _run_rflink(args: argparse.Namespace, scenario: Scenario) -> int:
     try:
         sim = RFLinkReceiverSimulator(link, scenario.devices_of("rflink"), repeats=args.repeats)
         sim.banner()
-        for text in args.press:
-            await sim.transmit(RFLinkMatch.parse(text), "ON")
-            print(f"pressed {text} ({args.repeats} radio repeats)", flush=True)
-        await _play_then_wait(scenario, args, sim)
-        if not args.press and not scenario.steps:
-            await asyncio.Event().wait()  # keep the line up for manual checks
-        await asyncio.sleep(0.5)  # let the last bytes drain to the reader
+        matches = [RFLinkMatch.parse(text) for text in args.press]
+
+        async def press() -> None:
+            for text, match in zip(args.press, matches, strict=True):
+                await sim.transmit(match, "ON")
+                print(f"pressed {text} ({args.repeats} radio repeats)", flush=True)
+
+        await _bench(args, scenario, sim, press if matches else None)
     finally:
         link.close()
     return 0
@@ -170,14 +247,12 @@ async def _run_osdp(args: argparse.Namespace, scenario: Scenario) -> int:
             raise ValueError("--card needs a peripheral (--address)")
         first.present_card(*parse_card(card))
     print(f"answering OSDP addresses {sorted(sim.peripherals)}", flush=True)
-    server = asyncio.create_task(sim.run())
     try:
-        await _play_then_wait(scenario, args, sim)
-        await server  # a control panel keeps polling: serve until interrupted
+        async with asyncio.TaskGroup() as tg:
+            server = tg.create_task(sim.run())  # a control panel keeps polling
+            await _bench(args, scenario, sim, None)
+            server.cancel()
     finally:
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
         link.close()
     return 0
 
@@ -191,14 +266,18 @@ async def _run_zigbee2mqtt(args: argparse.Namespace, scenario: Scenario) -> int:
         devices[f"press-{n}"] = ScenarioDevice(protocol="zigbee2mqtt", topic=topic,
                                                model=args.model)
     async with mqtt_publish(args.host, args.port) as publish:
+        from hearthgate.simulators.zigbee2mqtt import sos_action_for
+
         sim = Zigbee2MqttPublisher(publish, devices, repeats=args.repeats)
         await sim.announce()
-        for n, topic in enumerate(args.press):
-            from hearthgate.simulators.zigbee2mqtt import sos_action_for
 
-            await sim.state(f"press-{n}", {"action": sos_action_for(args.model)}, args.repeats)
-            print(f"pressed SOS on {topic}", flush=True)
-        await _play_then_wait(scenario, args, sim)
+        async def press() -> None:
+            for n, topic in enumerate(args.press):
+                await sim.state(f"press-{n}", {"action": sos_action_for(args.model)},
+                                args.repeats)
+                print(f"pressed SOS on {topic}", flush=True)
+
+        await _bench(args, scenario, sim, press if args.press else None)
     return 0
 
 

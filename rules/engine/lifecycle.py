@@ -185,9 +185,20 @@ class AlertLifecycle:
         alert.acked_by = by
         alert.next_escalation = None
         rule = self.rule_for(alert.rule_key)
-        if rule is None or rule.clear_on_ack:
+        # A test alert is cleared by its acknowledgement: the installer is done with it.
+        if rule is None or rule.clear_on_ack or alert.transition.test:
             return [self._close(alert, now, {"acknowledged_by": by}, None)]
         return []
+
+    def mark_test(self, alert_id: str) -> AlertTransition | None:
+        """Mark an open alert as raised during a walk test: it is never escalated, and its
+        later transitions carry `test` too. Returns the marked transition (None: not open)."""
+        alert = self.open.get(alert_id)
+        if alert is None:
+            return None
+        alert.transition = replace(alert.transition, test=True)
+        alert.next_escalation = None
+        return alert.transition
 
     def next_deadline(self) -> float | None:
         """The earliest escalation or end of a cooldown that a raise waits for."""

@@ -163,6 +163,10 @@ class RuleEngine:
         """
         return self._alerts.acknowledge(alert_id, by, self._engine_time(now))
 
+    def mark_test(self, alert_id: str) -> AlertTransition | None:
+        """Mark an open alert as a walk test's (`AlertLifecycle.mark_test`)."""
+        return self._alerts.mark_test(alert_id)
+
     def next_deadline(self) -> float | None:
         """Monotonic time at which `on_tick` must next run; -inf before the first call."""
         if not self._started or self._alerts.orphans:

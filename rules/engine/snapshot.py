@@ -163,6 +163,7 @@ def transition_to_json(t: AlertTransition) -> dict[str, Any]:
         "ts": t.ts.isoformat(),
         "message": t.message,
         "details": t.details,
+        **({"test": True} if t.test else {}),
     }
 
 
@@ -180,6 +181,7 @@ def transition_from_json(d: dict[str, Any]) -> AlertTransition:
         ts=datetime.fromisoformat(d["ts"]),
         message=d.get("message", ""),
         details=d.get("details", {}),
+        test=bool(d.get("test", False)),
     )
 
 

@@ -37,7 +37,7 @@ _as_installed = as_installed
 def test_every_example_checks_with_exit_0(path: Path, tmp_path: Path) -> None:
     installed = _as_installed(path, tmp_path)
     out, err = io.StringIO(), io.StringIO()
-    assert run_check(installed, out, err, TEST_REGISTRY) == 0, err.getvalue()
+    assert run_check(installed, out, err, TEST_REGISTRY, lang="en") == 0, err.getvalue()
     assert out.getvalue().startswith(f"{installed}: ok: ")
     assert "error" not in err.getvalue()
 
@@ -48,7 +48,7 @@ def test_an_example_without_its_tls_file_is_refused_naming_it(path: Path) -> Non
     out, err = io.StringIO(), io.StringIO()
     if Path(INSTALLED).is_dir():
         pytest.skip("this machine has the installed TLS files")
-    assert run_check(path, out, err, TEST_REGISTRY) == 2
+    assert run_check(path, out, err, TEST_REGISTRY, lang="en") == 2
     assert f"tls.ca_file {INSTALLED}ca.pem cannot be read: No such file" in err.getvalue()
 
 

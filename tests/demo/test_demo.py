@@ -75,9 +75,11 @@ def test_a_day_runs_to_its_summary_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert rows["device_offline"][0] >= 1
     assert rows["battery_low"][0] == 1 and rows["battery_low"][3] == 0
     assert "open at the end: battery_low at room-302" in out
+    # An absence rule: room-302 sat still from 16:35 past her 4 hours; she moved at 21:00.
+    assert rows["inactivity"][0] == rows["inactivity"][3] == 1, out
     # An ordinary day otherwise: no false alarm of any other kind.
     assert set(rows) == {"all", "sos", "continuous_water", "door_night", "device_offline",
-                         "battery_low"}, out
+                         "battery_low", "inactivity"}, out
     assert rows["all"][0] == sum(r[0] for k, r in rows.items() if k != "all")
     assert "gateway status: online -> offline" in out
     m = re.search(r"readings forwarded: (\d+) in \d+ telemetry messages \((.*)\)", out)

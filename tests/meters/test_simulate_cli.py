@@ -106,3 +106,46 @@ async def test_simulator_on_a_serial_port(tmp_path: Path) -> None:
         task.cancel()
         port.close()
         wire.unplug()
+
+
+async def test_sdm120_names_its_meters(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hearthgate", "simulate", "sdm120", "--link",
+        str(tmp_path / "ttySDM"), "--meter", "3", "--meter", "7", "--duration", "20",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+    proc.terminate()
+    await proc.wait()
+    assert "meters 3, 7" in line, line
+
+
+async def test_both_meter_standards_share_one_line_and_leave_no_files(tmp_path: Path) -> None:
+    """A flat's one RS-485 adapter: a power meter and a water meter on ONE pty; SIGTERM
+    (as `systemctl stop` or a test sends it) removes the symlink."""
+    link = tmp_path / "ttyFLAT"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hearthgate", "simulate", "meters", "--link", str(link),
+        "--dlt645", "5678=12.5", "--cjt188", "1234=3.5", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+    assert "meters 000000005678, 00000000001234" in line, line
+    frame = await exchange_once(link, dlt645_codec.read_request("000000005678", 0x00010000),
+                                dlt645_codec.DLT645StreamDecoder().take)
+    assert dlt645_codec.decode_reply(frame).value == Decimal("12.5")  # type: ignore[arg-type,union-attr]
+    frame = await exchange_once(link, cjt188_codec.read_request(0x10, "00000000001234", 1),
+                                cjt188_codec.CJT188StreamDecoder().take)
+    reading = cjt188_codec.decode_reply(frame)  # type: ignore[arg-type]
+    assert isinstance(reading, cjt188_codec.FlowReading) and reading.total == Decimal("3.5")
+    assert link.is_symlink()
+    proc.terminate()
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    assert not link.exists() and not link.is_symlink()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_meters_needs_meters(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        simulate_main("meters", [])
+    assert "--dlt645 and/or --cjt188" in capsys.readouterr().err

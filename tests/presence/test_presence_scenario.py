@@ -155,7 +155,7 @@ def test_simulate_rflink_cli_presses_on_a_serial_port(tmp_path: Path) -> None:
     try:
         code = simulate_main(
             "rflink", ["--serial", os.ttyname(slave), "--press", "EV1527;ID=5a3c1",
-                       "--repeats", "3"]
+                       "--repeats", "3", "--duration", "300ms"]
         )
         assert code == 0
         os.set_blocking(master, False)
@@ -200,3 +200,43 @@ def test_examples_in_config_and_docs_are_valid(tmp_path: Path) -> None:
     )
     assert len(scenario.steps) == 6
     assert scenario.devices["sos-bath"].options["match"] == "EV1527;ID=0x5a3c1"
+
+
+async def test_simulate_rflink_press_stays_up_and_presses_on_a_key(tmp_path: Path) -> None:
+    """`--press` no longer exits at once (the gateway would see its port vanish and call
+    the button offline): it stays until stopped, pressing again on Enter."""
+    import asyncio
+    import sys
+
+    from hearthgate.devkit.testkit import REPO
+
+    link = tmp_path / "ttyRF"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hearthgate", "simulate", "rflink", "--link", str(link),
+        "--press", "EV1527;ID=5a3c1", "--repeats", "1", "--key", cwd=REPO,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    async with asyncio.timeout(20):
+        lines = [(await proc.stdout.readline()).decode() for _ in range(3)]
+        assert "pressed EV1527;ID=5a3c1" in lines[1] and "Enter" in lines[2]
+        assert link.is_symlink() and proc.returncode is None
+        proc.stdin.write(b"\n")
+        await proc.stdin.drain()
+        assert "pressed EV1527" in (await proc.stdout.readline()).decode()
+        proc.terminate()
+        assert await proc.wait() == 0
+    assert not link.is_symlink()
+
+
+def test_simulate_scenario_honours_duration_after_its_last_step(tmp_path: Path) -> None:
+    import time
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "devices: {b: {protocol: rflink, match: \"EV1527;ID=0x5a3c1\"}}\n"
+        "steps: [{at: 0s, device: b, do: press}]\n")
+    began = time.monotonic()
+    assert simulate_main("rflink", ["--link", str(tmp_path / "ttyRF"), "--scenario",
+                                    str(scenario), "--duration", "2s", "--speed", "4"]) == 0
+    assert time.monotonic() - began >= 0.5  # 2 s of scenario time at 4x, not at once
+    assert not (tmp_path / "ttyRF").is_symlink()
