@@ -40,6 +40,8 @@ class DriverContext:
     sink: Callable[[Observation], None]
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     _reachable: dict[str, bool] = field(default_factory=dict)
+    # `gateway.id`: what makes a bus's broker session this gateway's own (mqtt client ids).
+    gateway_id: str = ""
 
     def emit(
         self,

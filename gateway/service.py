@@ -98,7 +98,7 @@ class Gateway:
         self.data_dir = data_dir or config.gateway.data_dir
         self.tz = config.gateway.tz
         self.queue: asyncio.Queue[Observation] = asyncio.Queue()
-        self.ctx = DriverContext(self.clock, self._accept)
+        self.ctx = DriverContext(self.clock, self._accept, gateway_id=config.gateway.id)
         self.health = DeviceHealth(config)
         self.engine = build_engine(config)
         self.batcher = TelemetryBatcher(self.tz)
