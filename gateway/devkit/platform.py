@@ -15,6 +15,7 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -49,14 +50,16 @@ class ReceiptingPlatform:
             unacknowledged messages (MQTT 5 Receive Maximum) and PUBACKs each only once it is
             stored; the broker holds the rest in its queue. Tests use it to be the slow
             subscriber a `max_queued_messages` limit drops messages for.
+        protocol: "5", or "3.1.1" for a broker without MQTT 5 (RabbitMQ before 3.13).
     """
 
     def __init__(self, host: str, port: int, db: Path, *, prefix: str = "hearthgate",
                  client_id: str = "reference-platform", batch: int = RECEIPT_BATCH,
-                 receive_maximum: int | None = None) -> None:
+                 receive_maximum: int | None = None, protocol: str = "5") -> None:
         self.host, self.port, self.prefix, self.client_id = host, port, prefix, client_id
         self.batch = max(1, min(batch, RECEIPT_BATCH))
         self.receive_maximum = receive_maximum
+        self.protocol = protocol
         self.db = sqlite3.connect(db)
         self.db.execute("CREATE TABLE IF NOT EXISTS alerts"
                         " (event_id TEXT PRIMARY KEY, gateway_id TEXT, body TEXT)")
@@ -74,15 +77,18 @@ class ReceiptingPlatform:
     async def run(self) -> None:
         while True:
             try:
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = 86400
-                if self.receive_maximum is not None:
-                    props.ReceiveMaximum = self.receive_maximum
-                client = aiomqtt.Client(
-                    self.host, self.port, identifier=self.client_id,
-                    protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-                    socket_options=NO_DELAY,
-                )
+                session: dict[str, Any]
+                if self.protocol == "3.1.1":
+                    session = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+                else:
+                    props = Properties(PacketTypes.CONNECT)
+                    props.SessionExpiryInterval = 86400
+                    if self.receive_maximum is not None:
+                        props.ReceiveMaximum = self.receive_maximum
+                    session = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False,
+                               "properties": props}
+                client = aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                        socket_options=NO_DELAY, **session)
                 # paho PUBACKs on arrival unless told otherwise; aiomqtt has no flag for it.
                 client._client.manual_ack_set(self.receive_maximum is not None)
                 async with client:
