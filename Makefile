@@ -9,11 +9,19 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test bench routine-suite faults lint install uninstall bundle system-deps clean
+.PHONY: demo test bench routine-suite faults lint install uninstall bundle system-deps test-deps clean
 
 system-deps:
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; }
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { $(APT) update -qq && $(APT) install -y -qq mosquitto; }
+
+# The tests' other broker (tests/brokers): Debian's RabbitMQ with rabbitmq_mqtt. The tests start
+# their own node in a temporary directory; the system service the package starts (where systemd
+# runs) is not needed, so it is stopped and disabled again right after the install.
+test-deps: system-deps
+	@ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1 || { \
+	  $(APT) update -qq && $(APT) install -y -qq rabbitmq-server && \
+	  { [ -d /run/systemd/system ] && $(SUDO) systemctl disable --now rabbitmq-server || true; }; }
 
 $(STAMP): pyproject.toml | system-deps
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
@@ -24,7 +32,7 @@ $(STAMP): pyproject.toml | system-deps
 demo: system-deps $(STAMP)
 	$(VENV)/bin/hearthgate demo
 
-test: system-deps $(STAMP)
+test: test-deps $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/import_contracts.py
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
@@ -38,7 +46,7 @@ routine-suite: system-deps $(STAMP)
 	$(PY) bench/routine_suite.py $(SUITE_ARGS)
 
 # The fault-injection suite: the CI profile (also part of `make test`) and the long one.
-faults: system-deps $(STAMP)
+faults: test-deps $(STAMP)
 	$(PY) -m pytest -q tests/faults
 	$(PY) -m pytest -q -m slow tests/faults
 

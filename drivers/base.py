@@ -44,6 +44,8 @@ class DriverContext:
     # `devices:` keys as far as the driver knows them.
     on_unknown: Callable[[str, str, dict[str, Any]], None] | None = None
     _reachable: dict[str, bool] = field(default_factory=dict)
+    # `gateway.id`: what makes a bus's broker session this gateway's own (mqtt client ids).
+    gateway_id: str = ""
 
     def emit(
         self,

@@ -4,13 +4,23 @@ One aiomqtt connection per bus, owned by `MqttBus.run()`. Drivers register topic
 handlers before the bus runs; the bus subscribes to all of them on every
 (re)connect and hands each message to the handlers whose filter matches. A
 handler is a plain function: it parses and emits, it never blocks.
+
+The broker is usually on the same box (zigbee2mqtt's mosquitto), so when it goes the
+bus asks again every 0.1 s, doubling to at most 0.4 s (a refused loopback connect costs
+nothing): it listens again well within 0.5 s of the broker's return. A remote broker
+gets the gentler 0.2-5 s. The session is persistent (a stable client id,
+clean_session off) and the subscriptions QoS 1, so the broker keeps for the bus what
+QoS 1 publishers send while it is away (zigbee2mqtt publishes QoS 0 unless its
+`mqtt.qos` is set: those messages are not kept by any broker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
+import socket
 from collections.abc import Callable
 
 import aiomqtt
@@ -25,6 +35,17 @@ log = logging.getLogger("hearthgate.drivers.mqtt")
 
 Handler = Callable[[str, bytes], None]
 MAX_PAYLOAD = 256 * 1024
+LOCAL_RECONNECT = (0.1, 0.4)  # seconds: first retry, and the cap, for a loopback broker
+REMOTE_RECONNECT = (0.2, 5.0)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class MqttBusOptions(Options):
@@ -33,6 +54,8 @@ class MqttBusOptions(Options):
     username: str | None = None
     password: SecretStr | None = None
     keepalive: Duration = 30.0
+    # The broker session's id; default hearthgate-<gateway id>-<bus id>. It must be stable
+    # (a random one would get a new, empty session on every connect) and this gateway's own.
     client_id: str | None = None
 
 
@@ -62,6 +85,9 @@ class MqttBus:
         self._wildcard: list[tuple[str, Handler]] = []
         self.connected = asyncio.Event()
         self.messages = 0
+        self.client_id = self.options.client_id or (
+            f"hearthgate-{ctx.gateway_id or socket.gethostname()}-{config.id}"
+        )
 
     def subscribe(self, topic_filter: str, handler: Handler, *, max_payload: int = MAX_PAYLOAD
                   ) -> None:
@@ -93,7 +119,8 @@ class MqttBus:
                 self.ctx.frame_error(None, "handler_error", payload[:64], topic)
 
     async def run(self) -> None:
-        delay = 0.2
+        first, cap = LOCAL_RECONNECT if is_loopback(self.options.host) else REMOTE_RECONNECT
+        delay = first
         while True:
             try:
                 async with aiomqtt.Client(
@@ -102,7 +129,11 @@ class MqttBus:
                     username=self.options.username,
                     password=(self.options.password.get_secret_value()
                               if self.options.password else None),
-                    identifier=self.options.client_id,
+                    identifier=self.client_id,
+                    # 3.1.1, which every broker a zigbee2mqtt install uses speaks; a session
+                    # kept until we come back (mosquitto: `persistent_client_expiration`).
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                    clean_session=False,
                     keepalive=max(5, int(self.options.keepalive)),
                     timeout=10,
                     socket_options=NO_DELAY,
@@ -110,7 +141,7 @@ class MqttBus:
                     for topic_filter in sorted({f for f, _ in self.handlers}):
                         await client.subscribe(topic_filter, qos=1)
                     self.connected.set()
-                    delay = 0.2
+                    delay = first
                     log.info("bus %s connected to %s:%s", self.config.id, self.options.host,
                              self.options.port)
                     async for message in client.messages:
@@ -126,7 +157,7 @@ class MqttBus:
             finally:
                 self.connected.clear()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(5.0, delay * 2)
+            delay = min(cap, delay * 2)
 
 
 BUS_TYPE = BusType(

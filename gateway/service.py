@@ -126,7 +126,8 @@ class Gateway:
         self.data_dir = data_dir or config.gateway.data_dir
         self.tz = config.gateway.tz
         self.queue: asyncio.Queue[Observation] = asyncio.Queue()
-        self.ctx = DriverContext(self.clock, self._accept, on_unknown=self._heard_unknown)
+        self.ctx = DriverContext(self.clock, self._accept, on_unknown=self._heard_unknown,
+                                 gateway_id=config.gateway.id)
         self.health = DeviceHealth(config)
         self.engine = build_engine(config)
         self.batcher = TelemetryBatcher(self.tz)

@@ -126,6 +126,17 @@ class _Later:
     due: float
     tries: int = 0
     refused: str | None = None  # the broker's reason, while it keeps refusing
+    # Unreceipted: while the platform keeps sending receipts (for others), `due` moves on,
+    # up to this (loop time); at `latest` it goes again whatever else is receipted.
+    latest: float = math.inf
+    since: float = -math.inf  # loop time of its PUBACK (unreceipted ones)
+    # ...of its first PUBACK this session: a receipt may answer any copy, so only this one
+    # tells how far the platform has read (crediting the latest copy made every transition
+    # sent in between look dropped, and a resend storm of them).
+    first: float = -math.inf
+    # Sent again because the platform receipted one PUBACKed after it: this one was dropped
+    # on the way (MQTT keeps one client's QoS 1 messages in order), not waiting in line.
+    dropped: bool = False
     alert_id: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -191,6 +202,8 @@ class Uplink:
         # by event_id.
         self._later: dict[str, _Later] = {}
         self._next_due = math.inf  # no later than the earliest `due` of those
+        self._last_receipt = -math.inf  # loop time of the platform's last valid receipt
+        self._receipted_since = -math.inf  # the latest `since` of a transition receipted
         self._delivery_dirty = False
         self._delivery_shown_at = -math.inf
         self._pending_retry: dict[str, _Later] = {}  # of those, now in flight again
@@ -429,14 +442,9 @@ class Uplink:
                 # session's task group so that a lost link does not cancel it half-way.
                 batch, done[:] = list(done), []
                 self._delete_later(self.store.delivered(batch))
-            due = [w for w in self._later.values() if w.due <= now] if now >= self._next_due else []
-            if due:
-                self._next_due = min((w.due for w in self._later.values() if w.due > now),
-                                     default=math.inf)
-                self._delivery_dirty = True
+            due = self._due(now, window, inflight) if now >= self._next_due else []
             for later in due:
                 # Refused, or no receipt in time: the same transition (same event_id) again.
-                del self._later[later.item.event_id or ""]
                 if later.refused is None:
                     self.stats.resent += 1
                     log.info("no receipt for event %s in time: sending it again",
@@ -485,13 +493,59 @@ class Uplink:
                 tg.create_task(self._publish_devices(client, self._devices_payload))
             if not self._wake.is_set():
                 wait = next_check - loop.time()
-                wait = min(wait, self._next_due - loop.time())
+                if self._next_due > now:
+                    # Not when transitions are due but the window is full: a PUBACK wakes us.
+                    wait = min(wait, self._next_due - loop.time())
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the session's
                 # cancellation when the event is set at that moment, and the sender then
                 # goes on making tasks in a task group that is shutting down.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, wait)):
                         await self._wake.wait()
+
+    def _due(self, now: float, window: dict[Priority, int], inflight: dict[Priority, int]
+             ) -> list[_Later]:
+        """The transitions to publish again now (taken out of `_later`), oldest first, as many
+        as each class's window has room for; those left over stay due, and go as PUBACKs free
+        the window (resends once bypassed it: thousands of publishes queued in paho at once).
+
+        An unreceipted one whose timeout is up goes again at once if the platform has
+        receipted a transition PUBACKed after it: messages from one client arrive in order,
+        so it was dropped on the way (a broker's full queue for a slow platform, a broker
+        killed). Otherwise it is not yet due while receipts keep coming (one within
+        `receipt_timeout`): the platform is answering and has not got to it yet. Sending it
+        again would only queue a duplicate behind it; after a broker restart with thousands
+        waiting, a platform slower than the resends then spent its time on duplicates while
+        the gateway kept making more (the 20-kill receipts test never finished). Such a one
+        goes at its `latest`, RECEIPT_BACKOFF_MAX timeouts on, or when receipts stop."""
+        room = {prio: window[prio] - inflight[prio] for prio in window}
+        if room[Priority.URGENT] <= 0 and room[Priority.ALERT] <= 0:
+            return []  # nothing could go; a PUBACK will wake the sender
+        timeout = self.config.uplink.receipt_timeout
+        answering = now - self._last_receipt < timeout
+        ready: list[_Later] = []
+        for later in self._later.values():
+            if later.due > now:
+                continue
+            if later.refused is None:
+                later.dropped = later.since < self._receipted_since
+                if not later.dropped and answering and now < later.latest:
+                    later.due = min(self._last_receipt + timeout, later.latest)
+                    continue
+            ready.append(later)
+        ready.sort(key=lambda w: w.item.seq)
+        taken: list[_Later] = []
+        for later in ready:
+            if room[later.item.priority] > 0:
+                room[later.item.priority] -= 1
+                taken.append(later)
+        for later in taken:
+            del self._later[later.item.event_id or ""]
+        # Those left due for want of room stay <= now: checked again when a PUBACK wakes us.
+        self._next_due = min((w.due for w in self._later.values()), default=math.inf)
+        if taken:
+            self._delivery_dirty = True
+        return taken
 
     async def _check_stuck(self, cursors: dict[Priority, int], exhausted_at: dict[Priority, int],
                            suspects: dict[Priority, int]) -> None:
@@ -546,14 +600,21 @@ class Uplink:
         before = self._pending_retry.pop(item.event_id or "", None)
         if item.event_id in self._receipted:
             return  # the platform's receipt overtook the broker's PUBACK
-        tries = before.tries + 1 if before is not None and before.refused is None else 0
+        # The wait doubles (up to RECEIPT_BACKOFF_MAX timeouts) when the platform answered
+        # nothing, or was still busy with others: a platform down or behind is not flooded.
+        # One that went again because a later one was receipted was dropped on the way: its
+        # next wait starts again from one timeout.
+        tries = (before.tries + 1 if before is not None and before.refused is None
+                 and not before.dropped else 0)
         if before is not None and before.refused is not None:
             log.warning("alert event %s accepted by the broker after refusals",
                         item.event_id)
             self._refusal_logged.clear()
         timeout = self.config.uplink.receipt_timeout
+        due = now + timeout * min(2 ** tries, RECEIPT_BACKOFF_MAX)
         self._keep_for_later(
-            _Later(item, now + timeout * min(2 ** tries, RECEIPT_BACKOFF_MAX), tries)
+            _Later(item, due, tries, latest=max(due, now + timeout * RECEIPT_BACKOFF_MAX),
+                   since=now, first=before.first if before is not None else now)
         )
 
     def _keep_for_later(self, later: _Later) -> None:
@@ -583,8 +644,11 @@ class Uplink:
             log.warning("bad receipt: expected {\"event_ids\": [\"...\", ...]}")
             return
         self._delivery_dirty = True
+        self._last_receipt = asyncio.get_running_loop().time()
         for event_id in ids:
-            self._later.pop(event_id, None)
+            later = self._later.pop(event_id, None)
+            if later is not None and later.refused is None:
+                self._receipted_since = max(self._receipted_since, later.first)
             self._receipted[event_id] = None
         while len(self._receipted) > RECEIPTS_REMEMBERED:
             self._receipted.popitem(last=False)
