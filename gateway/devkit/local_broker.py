@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 
 class BrokerUnavailable(RuntimeError):
@@ -32,7 +33,37 @@ def mosquitto_binary() -> str | None:
     )
 
 
-class MosquittoBroker:
+class BrokerProcess:
+    """What every broker a test starts shares: a child process, a work directory removed on
+    close when the broker made it, and use as a context manager (`with Broker() as b:`)."""
+
+    proc: subprocess.Popen[bytes] | None
+    workdir: Path
+    _own_dir: bool
+
+    def start(self, timeout: float = 10.0) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MosquittoBroker(BrokerProcess):
     host = "127.0.0.1"
 
     def __init__(
@@ -135,23 +166,9 @@ class MosquittoBroker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGHUP)
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def _log_tail(self) -> str:
         try:
             return self.log.read_text()[-500:]
         except OSError:
             return ""
 
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> MosquittoBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

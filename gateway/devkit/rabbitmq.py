@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from hearthgate.devkit.local_broker import BrokerUnavailable, free_port
+from hearthgate.devkit.local_broker import BrokerProcess, BrokerUnavailable, free_port
 
 
 def rabbitmq_server_script() -> str | None:
@@ -40,7 +40,7 @@ def rabbitmq_version() -> str | None:
     return Path(script).parent.parent.name.split("-", 1)[1] if script else None
 
 
-class RabbitMqBroker:
+class RabbitMqBroker(BrokerProcess):
     """`start()` returns once the MQTT listener accepts connections (RabbitMQ takes ~10-15 s
     on a loaded 2-core machine); `stop()` ends the node and its epmd; `close()` also removes a
     directory it made. `host` and `port` (the MQTT port) are what the gateway is given."""
@@ -147,23 +147,9 @@ class RabbitMqBroker:
             self._out.close()
             self._out = None
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def _log_tail(self) -> str:
         try:
             return (self.workdir / "stdout.log").read_text(errors="replace")[-800:]
         except OSError:
             return ""
 
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RabbitMqBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
