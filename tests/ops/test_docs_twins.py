@@ -1,7 +1,8 @@
-"""The Chinese guides are kept in step with the English ones: each `docs/X.zh.md` has the same
-outline as `docs/X.md` (the same headings, at the same levels, in the same order, naming the
-same code in backticks) and the same fenced code blocks' commands, so a section added to one
-and not the other fails here rather than reaching an installer half-translated."""
+"""The Chinese guides are kept in step with the English ones: each Chinese guide (`X.zh.md`
+under docs) has the same outline as its English twin (`X.md`): the same headings, at the
+same levels, in the same order, naming the same code in backticks, and the same number of
+fenced code blocks. A section added to one and not the other fails here rather than reaching
+an installer half-translated."""
 
 from __future__ import annotations
 
