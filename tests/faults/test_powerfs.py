@@ -7,13 +7,12 @@ from __future__ import annotations
 import random
 import sqlite3
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hearthgate.store import dirsync
-from tests.faults.powerfs import SECTOR, PowerFS, PowerLossModel, unusable_reason
+from tests.faults.powerfs import SECTOR, PowerFS, PowerLossModel
 
 
 def model_with_file(content: bytes = b"") -> tuple[PowerLossModel, int]:
@@ -96,18 +95,6 @@ def test_rename_and_bad_paths():
     assert bytes(m.lookup("/f").data) == b"x"  # the rename was never synced
 
 
-@pytest.fixture
-def mounted(tmp_path: Path) -> Iterator[PowerFS]:
-    reason = unusable_reason()
-    if reason is not None:
-        pytest.skip(f"power-cut filesystem unavailable: {reason}")
-    fs = PowerFS(tmp_path / "disk").mount()
-    try:
-        yield fs
-    finally:
-        fs.unmount()
-
-
 def commit_rows(path: Path, synchronous: str, n: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -141,39 +128,39 @@ def count(path: Path) -> int:
         conn.close()
 
 
-def test_mounted_sqlite_loses_unsynced_commits_and_keeps_synced_ones(mounted):
-    root = mounted.mountpoint
+def test_mounted_sqlite_loses_unsynced_commits_and_keeps_synced_ones(powerfs):
+    root = powerfs.mountpoint
     dirsync.make_dirs_durably(root / "db")
     db = root / "db" / "x.sqlite3"
     commit_rows(db, "FULL", 20)
     dirsync.sync_dir(root / "db")
-    cut(mounted)
+    cut(powerfs)
     assert count(db) == 20  # every FULL commit kept
     commit_rows(db, "OFF", 30)  # never fsynced: all lost
-    lost = cut(mounted)
+    lost = cut(powerfs)
     assert lost["writes_lost"] > 0
     assert count(db) == 20
 
 
-def test_mounted_a_store_directory_not_synced_vanishes(mounted):
+def test_mounted_a_store_directory_not_synced_vanishes(powerfs):
     """What the store's dirsync is for: the database's commits were durable, its name not."""
-    root = mounted.mountpoint
+    root = powerfs.mountpoint
     (root / "var" / "data").mkdir(parents=True)
     commit_rows(root / "var" / "data" / "x.sqlite3", "FULL", 5)
-    lost = cut(mounted)
+    lost = cut(powerfs)
     assert lost["entries_lost"] >= 1
     assert not (root / "var").exists()
 
 
-async def test_the_store_survives_a_cut_right_after_it_was_created(mounted):
+async def test_the_store_survives_a_cut_right_after_it_was_created(powerfs):
     from hearthgate.store import Store
     from tests.spine.test_store import transition
 
-    data = mounted.mountpoint / "var" / "lib" / "hearthgate"
+    data = powerfs.mountpoint / "var" / "lib" / "hearthgate"
     store = await Store.open(data)
     t = transition("sos")
     await store.add_alerts([t], ['{"payload": 1}'])
-    lost = cut(mounted)
+    lost = cut(powerfs)
     try:
         conn = sqlite3.connect(data / "hearthgate.sqlite3")
         rows = conn.execute("SELECT alert_id FROM alerts").fetchall()
