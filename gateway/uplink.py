@@ -567,7 +567,8 @@ class Uplink:
                 suspects.pop(prio, None)  # a read is due anyway
                 continue
             # A row waiting out a refusal's backoff (or a receipt) is kept on purpose, not
-            # stuck: it is skipped.
+            # stuck. The cursor is past such rows today; skipping them keeps the check honest
+            # should a read ever start behind one (a cursor rewound, a row re-queued ahead).
             later = {w.item.seq for w in (*self._later.values(), *self._pending_retry.values())
                      if w.item.priority is prio}
             waiting = [i for i in await self.store.pending(prio, cursors[prio], 1 + len(later))

@@ -400,8 +400,11 @@ def _serve(mountpoint: str) -> None:
                 if cmd[0] == "freeze":
                     state["mode"] = "frozen"
                 elif cmd[0] == "cut":
-                    reply.update(model.cut(random.Random(int(cmd[1])), torn=cmd[2] == "1"))
-                    state["mode"] = "dead"
+                    if len(cmd) != 3 or not cmd[1].isdigit() or cmd[2] not in ("0", "1"):
+                        reply = {"ok": False, "error": "usage: cut SEED 0|1"}
+                    else:
+                        reply.update(model.cut(random.Random(int(cmd[1])), torn=cmd[2] == "1"))
+                        state["mode"] = "dead"
                 elif cmd[0] == "thaw":
                     state["mode"] = "live"
                 elif cmd[0] == "stats":

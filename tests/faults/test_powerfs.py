@@ -168,3 +168,15 @@ async def test_the_store_survives_a_cut_right_after_it_was_created(powerfs):
     finally:
         await store.close()
     assert rows == [(t.alert_id,)], lost
+
+
+def test_a_command_it_does_not_know_is_refused_and_it_keeps_serving(powerfs):
+    with pytest.raises(RuntimeError, match="unknown command"):
+        powerfs.command("pull-the-plug-twice")
+    with pytest.raises(RuntimeError, match="unknown command"):
+        powerfs.command("\u00e9\x00")
+    for bad in ("cut", "cut x 1", "cut 1 2", "cut 1 1 1"):
+        with pytest.raises(RuntimeError, match="usage"):
+            powerfs.command(bad)
+    (powerfs.mountpoint / "f").write_bytes(b"still here")
+    assert (powerfs.mountpoint / "f").read_bytes() == b"still here"
