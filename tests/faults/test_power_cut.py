@@ -54,12 +54,14 @@ def power_cut(gw: GatewayProcess, fs: PowerFS, seed: int, torn: bool) -> dict[st
     """SIGKILL and lose the unsynced writes at one instant; the disk usable again after."""
     assert gw.proc is not None
     fs.freeze()
-    os.kill(gw.pid, signal.SIGKILL)
-    lost = fs.cut(seed, torn=torn)
-    # Operations the dying process had under way are answered EIO only now: it is dead by the
-    # time they return, so it never sees them (a pending SIGKILL ends it on the way out).
-    gw.proc.wait(20)
-    fs.thaw()
+    try:
+        os.kill(gw.pid, signal.SIGKILL)
+        lost = fs.cut(seed, torn=torn)
+        # Operations the dying process had under way are answered EIO only now: it is dead by
+        # the time they return, so it never sees them (a pending SIGKILL ends it on the way).
+        gw.proc.wait(20)
+    finally:
+        fs.thaw()  # also when something above failed: a frozen disk would hang the teardown
     return lost
 
 
