@@ -180,3 +180,22 @@ def test_a_command_it_does_not_know_is_refused_and_it_keeps_serving(powerfs):
             powerfs.command(bad)
     (powerfs.mountpoint / "f").write_bytes(b"still here")
     assert (powerfs.mountpoint / "f").read_bytes() == b"still here"
+
+
+def test_a_confirmed_config_push_stays_confirmed_after_a_cut(powerfs):
+    """The probation marker's removal is synced: brought back by a cut, the next start would
+    roll back a config that had been confirmed."""
+    from hearthgate.config_files import ConfigFiles
+
+    etc = powerfs.mountpoint / "etc"
+    dirsync.make_dirs_durably(etc)
+    files = ConfigFiles(etc / "hearthgate.yaml")
+    from hearthgate.config_files import write_atomically
+
+    write_atomically(files.path, b"old: 1\n")
+    files.install(b"new: 2\n", {"push": "p-1"})
+    assert files.pending() == {"push": "p-1"}
+    files.confirm()
+    cut(powerfs)
+    assert files.pending() is None
+    assert files.read() == b"new: 2\n"
