@@ -22,6 +22,8 @@ test-deps: system-deps
 	@ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1 || { \
 	  $(APT) update -qq && $(APT) install -y -qq rabbitmq-server && \
 	  { [ -d /run/systemd/system ] && $(SUDO) systemctl disable --now rabbitmq-server || true; }; }
+	@# The power-cut filesystem (tests/faults/powerfs.py): libfuse 3 and fusermount3.
+	@command -v fusermount3 >/dev/null 2>&1 || { $(APT) update -qq && $(APT) install -y -qq fuse3; }
 
 $(STAMP): pyproject.toml | system-deps
 	@[ -x $(PY) ] || python3 -m venv $(VENV)

@@ -4,7 +4,8 @@ A push writes the new file beside the running one and keeps the running one as
 `FILE.prev`; while the new config is on probation (until the uplink comes back on it), a
 marker `FILE.pending` says so, so that a gateway that dies on probation still rolls back
 when it starts again. Every write goes through a temporary file in the same directory,
-fsync and rename: a power cut leaves the old file or the new one, never half of one.
+fsync and rename: a power cut leaves the old file or the new one, never half of one; the
+directory is fsynced after each rename and removal, so that a cut undoes neither.
 
 `config_hash` is the SHA-256 of the file's bytes, lowercase hex: what `P/status` reports
 as `config_hash` and what a push names as its `base`. `!secret` references are part of the
@@ -18,6 +19,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from hearthgate.store.dirsync import sync_dir
 
 
 def config_hash(raw: bytes) -> str:
@@ -33,11 +36,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    sync_dir(path.parent)
 
 
 class ConfigFiles:
@@ -94,6 +93,9 @@ class ConfigFiles:
     def confirm(self) -> None:
         """The pushed config works: end its probation (`FILE.prev` stays, for the record)."""
         self.marker.unlink(missing_ok=True)
+        # An unlink lives in the directory: not synced, a power cut brings the marker back
+        # and the next start rolls back a config that had been confirmed.
+        sync_dir(self.marker.parent)
 
     def roll_back(self) -> None:
         """Put `FILE.prev` back; the config that failed is kept as `FILE.rejected`."""
@@ -101,3 +103,4 @@ class ConfigFiles:
         write_atomically(self.rejected, self.read())
         write_atomically(self.path, previous)
         self.marker.unlink(missing_ok=True)
+        sync_dir(self.marker.parent)

@@ -118,6 +118,12 @@ class UplinkStats:
     stuck: int = 0  # outbox rows found waiting unsent while connected (a bug if ever > 0)
 
 
+def _later_key(item: OutboxItem) -> str:
+    """What `Uplink._later` knows a row by: its event_id (a receipt names it), else its seq
+    (telemetry and audit rows have none)."""
+    return item.event_id or f"seq:{item.seq}"
+
+
 @dataclass
 class _Later:
     """An alert transition to publish again at `due` (loop time): refused, or unreceipted."""
@@ -140,6 +146,8 @@ class _Later:
     alert_id: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.item.kind != "alert":
+            return  # an audit record may name an alert: it is not that alert's delivery
         with contextlib.suppress(ValueError, AttributeError):
             alert_id = json.loads(self.item.payload).get("alert_id")
             self.alert_id = alert_id if isinstance(alert_id, str) else None
@@ -409,12 +417,11 @@ class Uplink:
                 if item is None:
                     self._hot_inflight.pop(id(hot), None)
                     log.warning("telemetry batch refused by the broker: %s", refusal.reason)
-                elif prio is Priority.TELEMETRY:
-                    backlog_inflight[0] -= 1
-                    log.warning("%s refused by the broker: %s",
-                                "audit record" if kind == "audit" else "telemetry batch",
-                                refusal.reason)
                 else:
+                    if prio is Priority.TELEMETRY:
+                        backlog_inflight[0] -= 1
+                    # Kept for a retry with backoff: the row is behind the cursor, so
+                    # nothing else would send it again this session.
                     self._refused(item, refusal, loop.time())
                 self._wake.set()
                 return
@@ -423,6 +430,7 @@ class Uplink:
             if item is not None:
                 if prio is Priority.TELEMETRY:
                     backlog_inflight[0] -= 1
+                    self._accepted(item)
                     done.append(item)
                 elif receipts and item.event_id:
                     self._await_receipt(item, loop.time())
@@ -450,7 +458,9 @@ class Uplink:
                     log.info("no receipt for event %s in time: sending it again",
                              later.item.event_id)
                 inflight[later.item.priority] += 1
-                self._pending_retry[later.item.event_id or ""] = later
+                if later.item.priority is Priority.TELEMETRY:
+                    backlog_inflight[0] += 1
+                self._pending_retry[_later_key(later.item)] = later
                 tg.create_task(publish(later.item, None, later.item.priority))
             self._show_delivery(now)
             if now >= next_check:
@@ -540,7 +550,7 @@ class Uplink:
                 room[later.item.priority] -= 1
                 taken.append(later)
         for later in taken:
-            del self._later[later.item.event_id or ""]
+            del self._later[_later_key(later.item)]
         # Those left due for want of room stay <= now: checked again when a PUBACK wakes us.
         self._next_due = min((w.due for w in self._later.values()), default=math.inf)
         if taken:
@@ -556,7 +566,13 @@ class Uplink:
             if exhausted_at[prio] != self.store.added[prio]:
                 suspects.pop(prio, None)  # a read is due anyway
                 continue
-            waiting = await self.store.pending(prio, cursors[prio], 1)
+            # A row waiting out a refusal's backoff (or a receipt) is kept on purpose, not
+            # stuck. The cursor is past such rows today; skipping them keeps the check honest
+            # should a read ever start behind one (a cursor rewound, a row re-queued ahead).
+            later = {w.item.seq for w in (*self._later.values(), *self._pending_retry.values())
+                     if w.item.priority is prio}
+            waiting = [i for i in await self.store.pending(prio, cursors[prio], 1 + len(later))
+                       if i.seq not in later]
             if not waiting:
                 suspects.pop(prio, None)
                 continue
@@ -582,22 +598,29 @@ class Uplink:
 
     def _refused(self, item: OutboxItem, refusal: PublishRefused, now: float) -> None:
         self.stats.refused += 1
-        before = self._pending_retry.pop(item.event_id or "", None)
+        before = self._pending_retry.pop(_later_key(item), None)
         tries = before.tries + 1 if before is not None else 0
         key = (refusal.topic, refusal.reason)
         if key not in self._refusal_logged:
             # Once per topic and reason: a broker that refuses keeps refusing every retry.
             self._refusal_logged.add(key)
-            log.error(
-                "the broker REFUSED alert event %s on %s: %s (0x%02x); it is NOT delivered,"
-                " stays in the outbox and is tried again (fix the broker's ACL for this"
-                " gateway)", item.event_id, refusal.topic, refusal.reason, refusal.code,
-            )
+            if item.kind == "alert":
+                log.error(
+                    "the broker REFUSED alert event %s on %s: %s (0x%02x); it is NOT delivered,"
+                    " stays in the outbox and is tried again (fix the broker's ACL for this"
+                    " gateway)", item.event_id, refusal.topic, refusal.reason, refusal.code,
+                )
+            else:
+                log.warning(
+                    "%s refused by the broker on %s: %s (0x%02x); kept in the outbox and"
+                    " tried again", "audit record" if item.kind == "audit" else "telemetry batch",
+                    refusal.topic, refusal.reason, refusal.code,
+                )
         delay = min(REFUSED_RETRY_MAX, REFUSED_RETRY_MIN * 2 ** min(tries, 10))
         self._keep_for_later(_Later(item, now + delay, tries, refusal.reason))
 
     def _await_receipt(self, item: OutboxItem, now: float) -> None:
-        before = self._pending_retry.pop(item.event_id or "", None)
+        before = self._pending_retry.pop(_later_key(item), None)
         if item.event_id in self._receipted:
             return  # the platform's receipt overtook the broker's PUBACK
         # The wait doubles (up to RECEIPT_BACKOFF_MAX timeouts) when the platform answered
@@ -618,15 +641,16 @@ class Uplink:
         )
 
     def _keep_for_later(self, later: _Later) -> None:
-        self._later[later.item.event_id or ""] = later
+        self._later[_later_key(later.item)] = later
         self._next_due = min(self._next_due, later.due)
         self._delivery_dirty = True
 
     def _accepted(self, item: OutboxItem) -> None:
-        before = self._pending_retry.pop(item.event_id or "", None)
+        before = self._pending_retry.pop(_later_key(item), None)
         if before is not None and before.refused is not None:
-            log.warning("alert event %s accepted by the broker after refusals",
-                        item.event_id)
+            log.warning("%s %s accepted by the broker after refusals",
+                        "alert event" if item.kind == "alert" else item.kind,
+                        item.event_id or item.seq)
             self._refusal_logged.clear()
 
     async def on_receipt(self, raw: Any) -> None:

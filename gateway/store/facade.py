@@ -14,6 +14,7 @@ from hearthgate.core.model import AlertTransition, Priority
 from hearthgate.store import (
     alert_log,
     audit_log,
+    dirsync,
     erasure,
     retention,
     schema,
@@ -67,10 +68,13 @@ class Store:
     @classmethod
     async def open(cls, data_dir: Path, telemetry_bound: int = 200_000) -> Store:
         """Open (or create) the store in `data_dir`; keep at most `telemetry_bound` readings."""
-        data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(dirsync.make_dirs_durably, data_dir)
         path = data_dir / schema.DB_NAME
         conn = await writer.connect(path)
         await schema.apply(conn, path)
+        # SQLite never fsyncs the directory for the database file it creates: the file
+        # could vanish in a power cut, however durable its commits (dirsync.py).
+        await asyncio.to_thread(dirsync.sync_dir, data_dir)
         reader = await aiosqlite.connect(path, isolation_level=None)
         reader.row_factory = sqlite3.Row
         await reader.execute("PRAGMA busy_timeout=5000")

@@ -7,7 +7,7 @@ tests/faults`, or FAULTS_SLOW=1), so that a plain `pytest` stays within the CI b
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import PlatformSubscriber
 from tests.faults.faultkit import P
+from tests.faults.powerfs import PowerFS, unusable_reason
 
 # The home's zigbee2mqtt broker and a zigbee2mqtt stand-in on it, as the spine tests have them.
 from tests.spine.conftest import zigbee  # noqa: F401
@@ -38,3 +39,16 @@ async def platform(broker: MosquittoBroker) -> AsyncIterator[PlatformSubscriber]
         broker.host, broker.port, (f"{P}/#",), identifier="platform-faults"
     ) as sub:
         yield sub
+
+
+@pytest.fixture
+def powerfs(tmp_path: Path) -> Iterator[PowerFS]:
+    """The power-cut filesystem (powerfs.py) mounted on `tmp_path/disk`, unmounted after."""
+    reason = unusable_reason()
+    if reason is not None:
+        pytest.skip(f"power-cut filesystem unavailable: {reason}")
+    fs = PowerFS(tmp_path / "disk").mount()
+    try:
+        yield fs
+    finally:
+        fs.unmount()

@@ -21,11 +21,11 @@ import pytest
 from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import GatewayProcess, PlatformSubscriber
 from tests.faults.faultkit import (
-    ALERTS,
-    P,
-    check_duplicates,
-    db_rows,
+    ack_and_wait,
+    alert_table,
+    check_store_reached_platform,
     outbox_alert_count,
+    press_open_site_again,
     press_sos,
     record,
     site_ids,
@@ -33,11 +33,6 @@ from tests.faults.faultkit import (
     wait_until,
     write_config,
 )
-
-
-def table(data: Path) -> dict[str, tuple[str, str]]:
-    """alert_id → (site_id, state) as the gateway's store has it."""
-    return {a: (s, st) for a, s, st in db_rows(data, "SELECT alert_id, site_id, state FROM alerts")}
 
 
 async def run_kills(
@@ -57,37 +52,18 @@ async def run_kills(
     try:
         for i in range(kills):
             await started(gw, platform, connects=i + 1)
-            before = table(data)
+            before = alert_table(data)
             open_alerts = {a: s for a, (s, st) in before.items() if st != "cleared"}
             # One site per open alert, at most (the engine's invariant, from its own store).
             assert len(set(open_alerts.values())) == len(open_alerts)
             idle = [s for s in sites if s not in open_alerts.values()]
             if open_alerts and idle:
-                # The window survived: the button pressed again is part of the open alert.
-                # A press on an idle site right after it, on the same bus, is the marker:
-                # once its alert arrives, the re-press has been through the rules.
-                site = open_alerts[rng.choice(sorted(open_alerts))]
-                marker = idle.pop(rng.randrange(len(idle)))
-                for s in (site, marker):
-                    await press_sos(zigbee, s, presses[s])
-                    presses[s] += 1
-                await platform.wait_json(
-                    ALERTS,
-                    lambda b, m=marker, old=before: b["site_id"] == m and b["alert_id"] not in old,
-                    timeout=20,
-                )
-                assert not [
-                    m for m in platform.on(ALERTS)
-                    if m.json()["site_id"] == site and m.json()["alert_id"] not in before
-                ], "a press on a site with an alert open across a kill raised a new alert"
+                await press_open_site_again(zigbee, platform, rng, before, idle, presses,
+                                            "a kill")
                 re_pressed += 1
             for ack in rng.sample(sorted(open_alerts), min(len(open_alerts), 2)):
                 # The platform's ack, after the restart, clears the very alert raised before.
-                await platform.publish(f"{P}/cmd/ack", {"alert_id": ack, "by": f"w-{i}"})
-                await platform.wait_json(
-                    ALERTS, lambda b, a=ack: b["alert_id"] == a and b["state"] == "cleared",
-                    timeout=20,
-                )
+                await ack_and_wait(platform, ack, f"w-{i}")
                 remembered += 1
             for site in rng.sample(idle, min(len(idle), rng.randint(1, 2))):
                 await press_sos(zigbee, site, presses[site])
@@ -99,7 +75,7 @@ async def run_kills(
             gw.kill()
             if outbox_alert_count(data):
                 killed_with_unsent += 1
-            after = table(data)
+            after = alert_table(data)
             # No transition of an open alert was undone by the kill.
             for alert_id, (_, state) in before.items():
                 assert alert_id in after
@@ -110,19 +86,7 @@ async def run_kills(
         await started(gw, platform, connects=kills + 1)
         await wait_until(lambda: outbox_alert_count(data) == 0, 30, "the outbox to drain",
                          gw.log_text)
-        final = table(data)
-        messages = platform.on(ALERTS)
-        got = {(m.json()["alert_id"], m.json()["state"]) for m in messages}
-        for alert_id, (_, state) in final.items():
-            assert (alert_id, "raised") in got, f"accepted alert {alert_id} never arrived"
-            if state == "cleared":
-                assert (alert_id, "cleared") in got
-        # And the platform never saw an alert the store does not know.
-        assert {a for a, _ in got} == set(final)
-        # Re-pressing a site whose alert survived raised nothing new: one raised per alert.
-        raised_ids = [m.json()["alert_id"] for m in messages if m.json()["state"] == "raised"]
-        assert set(raised_ids) == set(final)
-        duplicates = check_duplicates(messages)
+        final, messages, duplicates = check_store_reached_platform(data, platform)
         record(
             name, kills=kills, seed=seed, presses=sum(presses.values()), alerts=len(final),
             kills_with_unsent_alerts=killed_with_unsent, open_alerts_remembered=remembered,
