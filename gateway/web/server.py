@@ -25,7 +25,6 @@ Every API route answers 401 without the cookie or an `Authorization: Bearer` hea
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
 import time
@@ -37,6 +36,7 @@ from aiohttp import web
 
 from hearthgate.config.models import WebSection
 from hearthgate.web.auth import COOKIE, PageAuth
+from hearthgate.web.listening import why_not_listening
 from hearthgate.web.strings import page_strings
 from hearthgate.web.view import PageSource, page_state
 
@@ -57,18 +57,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-def why_not_listening(exc: OSError, host: str, port: int) -> str:
-    """An installer's words for a failed bind."""
-    if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} is already in use on {host} (another program, or a second"
-                f" hearthgate; see: ss -ltnp 'sport = :{port}')")
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"{host} is not an address of this machine"
-    if exc.errno == errno.EACCES:
-        return f"port {port} needs root (use a port above 1023)"
-    return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 class PageUnavailable(RuntimeError):
