@@ -46,6 +46,7 @@ STATIC = Path(__file__).parent / "static"
 ACTOR = "page"  # the access trail's actor: the page has one token, not named users
 COOKIE_MAX_AGE = 12 * 3600  # s: a commissioning day
 KEEPALIVE = 10.0  # s: a fresh state at least this often ("3s ago" and offline devices move on)
+GONE_CHECK = 0.5  # s: how soon a stream whose browser left is noticed while nothing changes
 MIN_GAP = 0.1  # s between two states sent to one browser (a burst of readings is one update)
 MAX_STREAMS = 8  # browsers watching at once; more get 503 (memory on a Pi is bounded)
 MAX_BODY = 4096  # bytes of a request body (a token or an alert id)
@@ -97,6 +98,7 @@ class StatusPage:
         self._version = 0
         self._pulse = asyncio.Event()
         self._closing = False
+        self._brake_recorded = False
         boot = {"lang": lang, "strings": page_strings(lang)}
         # `<` escaped: the JSON sits in a <script type="application/json"> block.
         self._boot = json.dumps(boot, ensure_ascii=False).replace("<", "\\u003c")
@@ -182,8 +184,14 @@ class StatusPage:
     async def _try_token(self, offered: str | None) -> str | None:
         """None when `offered` is the token; else what the login form says."""
         if self.auth.braked():
-            await self.source.page_audit(ACTOR, "login", ok=False, error="too many wrong tokens")
+            # Once per brake: a script hammering the page must not flood the trail (and the
+            # SD card) with a record per request.
+            if not self._brake_recorded:
+                self._brake_recorded = True
+                await self.source.page_audit(ACTOR, "login", ok=False,
+                                             error="too many wrong tokens")
             return "login_braked"
+        self._brake_recorded = False
         if not self.auth.token_ok(offered):
             self.auth.failed()
             await self.source.page_audit(ACTOR, "login", ok=False, error="wrong token")
@@ -232,20 +240,24 @@ class StatusPage:
         self.streams += 1
         try:
             await response.prepare(request)
-            sent = -1
+            sent, quiet = -1, 0.0
             while not self._closing:
                 if sent != self._version:
-                    sent = self._version
+                    sent, quiet = self._version, 0.0
                     data = _dumps(self._state_now())
                     await response.write(f"event: state\ndata: {data}\n\n".encode())
                     await asyncio.sleep(MIN_GAP)
                     continue
+                if request.transport is None or request.transport.is_closing():
+                    break  # the browser went away: its slot is free again
                 pulse = self._pulse
                 try:
-                    async with asyncio.timeout(KEEPALIVE):
+                    async with asyncio.timeout(GONE_CHECK):
                         await pulse.wait()
                 except TimeoutError:
-                    sent = -1  # time moved on: send a fresh state anyway
+                    quiet += GONE_CHECK
+                    if quiet >= KEEPALIVE:
+                        sent = -1  # time moved on: send a fresh state anyway
         except (ConnectionResetError, ConnectionError):
             pass  # the browser went away
         finally:

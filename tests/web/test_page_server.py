@@ -21,6 +21,7 @@ from hearthgate.control import CONTROL_SOCKET, ask
 from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.service import Gateway
 from hearthgate.web.auth import COOKIE, MAX_FAILURES
+from hearthgate.web.server import MAX_STREAMS
 from tests.web.webkit import TOKEN, write_page_config
 
 GW = "gw-page-0001"
@@ -151,12 +152,14 @@ async def test_wrong_tokens_are_recorded_and_braked(page: Running) -> None:
         for _ in range(MAX_FAILURES):
             async with http.get(page.base + "/", params={"token": "guess"}) as r:
                 pass
-        # Braked: even the right token waits now.
-        async with http.get(page.base + "/", params={"token": TOKEN},
-                            allow_redirects=False) as r:
-            assert r.status == 429
+        # Braked: even the right token waits now, and the trail says so once.
+        for _ in range(3):
+            async with http.get(page.base + "/", params={"token": TOKEN},
+                                allow_redirects=False) as r:
+                assert r.status == 429
     trail = await page.audit()
     refused = [a for a in trail if a["action"] == "login" and not a["ok"]]
+    assert [a["error"] for a in refused].count("too many wrong tokens") == 1
     assert {a["error"] for a in refused} == {"wrong token", "too many wrong tokens"}
     assert all(a["via"] == "page" and a["actor"] == "page" for a in refused)
 
@@ -254,3 +257,19 @@ async def test_a_port_in_use_is_said_and_the_gateway_carries_on(
         taken.close()
         gw_stop.set()
         await asyncio.wait_for(run, 20)
+
+
+async def test_open_pages_are_bounded(page: Running) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        streams = [await http.get(page.base + "/api/events") for _ in range(MAX_STREAMS)]
+        try:
+            assert all(r.status == 200 for r in streams)
+            async with http.get(page.base + "/api/events") as r:
+                assert r.status == 503
+        finally:
+            for r in streams:
+                r.close()
+        await wait_until(lambda: page.gw.page is not None and page.gw.page.streams == 0)
+        async with http.get(page.base + "/api/events") as r:
+            assert r.status == 200
