@@ -172,6 +172,7 @@ class Gateway:
         if self.walk is not None:
             self.walk.heard_unknown(protocol, key, entry,
                                     isoformat(self.clock.now().wall, self.tz))
+            self._page_changed()
 
     def _first_heard(self, obs: Observation) -> None:
         """At info level, the first time each device speaks (docs/install.md promises it)."""
