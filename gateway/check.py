@@ -62,7 +62,7 @@ def run_check(
         print(translate(warning.format(), language), file=err)
     page = page_port_problem(result.config)
     if page is not None:
-        print(f"{path}: warning: {page}", file=err)
+        print(translate(f"{path}: warning: {page}", language), file=err)
     print(translate(f"{path}: ok: {result.config.summary()}", language), file=out)
     return EXIT_OK
 

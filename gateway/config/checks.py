@@ -239,8 +239,8 @@ class _Review:
                 ("gateway", "web", "listen"),
                 f"the status page listens on {host}:{port} over plain HTTP: anyone on that"
                 " network who sees the token can read the page and acknowledge test alerts",
-                "remove 'web:' once the flat is handed over, or listen on 127.0.0.1:"
-                f"{port} and reach it with: ssh -L {port}:127.0.0.1:{port} pi@<gateway>",
+                f"remove 'web:' once the flat is handed over, or listen on 127.0.0.1:{port}"
+                f" and reach it with: ssh -L {port}:127.0.0.1:{port} pi@<gateway>",
             )
 
 def _is_loopback(host: str) -> bool:
