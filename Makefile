@@ -17,13 +17,16 @@ system-deps:
 
 # The tests' other broker (tests/brokers): Debian's RabbitMQ with rabbitmq_mqtt. The tests start
 # their own node in a temporary directory; the system service the package starts (where systemd
-# runs) is not needed, so it is stopped and disabled again right after the install.
+# runs) is not needed, so it is stopped and disabled again right after the install. The status
+# page's browser test (tests/web/test_browser.py) drives Debian's headless Chromium.
 test-deps: system-deps
 	@ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1 || { \
 	  $(APT) update -qq && $(APT) install -y -qq rabbitmq-server && \
 	  { [ -d /run/systemd/system ] && $(SUDO) systemctl disable --now rabbitmq-server || true; }; }
 	@# The power-cut filesystem (tests/faults/powerfs.py): libfuse 3 and fusermount3.
 	@command -v fusermount3 >/dev/null 2>&1 || { $(APT) update -qq && $(APT) install -y -qq fuse3; }
+	@# The browser test of the status page (tests/web/test_browser.py): Debian's chromium.
+	@command -v chromium >/dev/null 2>&1 || { $(APT) update -qq && $(APT) install -y -qq chromium; }
 
 $(STAMP): pyproject.toml | system-deps
 	@[ -x $(PY) ] || python3 -m venv $(VENV)

@@ -2,6 +2,8 @@
 
 Valid: warnings (if any) on stderr, one summary line on stdout, exit 0.
 Invalid: `FILE:LINE:COL: error: MESSAGE` lines (and hints) on stderr, exit 2.
+With `gateway.web`, the page's port is bound for a moment (no traffic) to warn when it is
+taken or the address is not this machine's, unless the running gateway is the one serving it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from hearthgate.config import ConfigError, load
+from hearthgate.config import ConfigError, GatewayConfig, load
 from hearthgate.messages import language_of_file, translate
 from hearthgate.registry import STANDARD, Registry
 
@@ -58,8 +60,37 @@ def run_check(
         return EXIT_INTERNAL
     for warning in result.warnings:
         print(translate(warning.format(), language), file=err)
+    page = page_port_problem(result.config)
+    if page is not None:
+        print(translate(f"{path}: warning: {page}", language), file=err)
     print(translate(f"{path}: ok: {result.config.summary()}", language), file=out)
     return EXIT_OK
+
+
+def page_port_problem(config: GatewayConfig) -> str | None:
+    """Why the status page could not listen now (a port in use, an address not here); None
+    when it could, or when the running service is the one serving it."""
+    web = config.gateway.web
+    if web is None:
+        return None
+    from hearthgate.web.listening import probe_listen
+
+    host, port = web.address
+    why = probe_listen(host, port)
+    if why is None:
+        return None
+    from hearthgate.control import ControlError
+    from hearthgate.views import ask_service
+
+    try:
+        status = ask_service(config, None, "status")
+    except (ControlError, OSError):
+        status = None
+    page = status.get("web") if isinstance(status, dict) else None
+    if isinstance(page, dict) and page.get("serving") and page.get("listen") == web.listen:
+        return None  # the running gateway has it: as it should
+    return (f"the status page (gateway.web.listen: {web.listen}) cannot listen: {why};"
+            " the gateway will run without it and retry")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,25 @@ PATTERNS: list[tuple[str, str]] = [
     ("unknown top-level key '{key}'", "未知的顶层键 '{key}'"),
     ("missing required key '{key}'", "缺少必填的键 '{key}'"),
     ("unknown key '{key}'", "未知的键 '{key}'"),
+    # gateway.web, the local status page (hearthgate.config.models.WebSection, checks)
+    ("allowed keys: {keys}", "允许的键：{keys}"),
+    ("expected HOST:PORT, got {value}", "应为 主机:端口，实际为 {value}"),
+    ("port out of range in {value}", "端口超出范围：{value}"),
+    ("port 0 in {value}: the page needs a port a browser can name",
+     "{value} 中的端口为 0：状态页需要浏览器能访问的固定端口"),
+    ("the page's token must be at least {n} characters (e.g. from: openssl rand -hex 16)",
+     "状态页的令牌至少需要 {n} 个字符（可用 openssl rand -hex 16 生成）"),
+    ("the page's token must not contain spaces or line breaks",
+     "状态页的令牌不能包含空格或换行"),
+    ("the status page listens on {where} over plain HTTP: anyone on that network who sees"
+     " the token can read the page and acknowledge test alerts",
+     "状态页在 {where} 上以明文 HTTP 提供：该网络中看到令牌的任何人都能查看页面并确认测试告警"),
+    ("remove 'web:' once the flat is handed over, or listen on {local} and reach it with:"
+     " {ssh}",
+     "交付后请删除 'web:'，或改为监听 {local}，并用以下命令访问：{ssh}"),
+    ("the status page (gateway.web.listen: {listen}) cannot listen: {why}; the gateway will"
+     " run without it and retry",
+     "状态页（gateway.web.listen: {listen}）无法监听：{why}；网关将在没有状态页的情况下运行并重试"),
     ("unknown bus type '{name}'", "未知的总线类型 '{name}'"),
     ("unknown protocol '{name}'", "未知的协议 '{name}'"),
     ("unknown device kind '{name}'", "未知的设备类型 '{name}'"),

@@ -23,6 +23,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+# Re-exported: the metrics listener's option was read here first.
+from hearthgate.core.listen import parse_listen as parse_listen
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -254,19 +257,6 @@ class GatewayMetrics:
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT = 5.0
 MAX_CONNECTIONS = 16
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`127.0.0.1:9108`, `[::1]:9108`, `:9108` (all interfaces) -> (host, port)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range in {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", port
 
 
 def _response(status: str, body: bytes, content_type: str, head_only: bool = False) -> bytes:

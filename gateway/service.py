@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearthgate.audit import AuditTrail
 from hearthgate.config import GatewayConfig
@@ -47,6 +47,10 @@ from hearthgate.telemetry_summary import HourlySummariser, capabilities, summary
 from hearthgate.uplink import CommandError, Uplink
 from hearthgate.views import runtime_dir
 from hearthgate.walk_session import WalkSession, said
+
+if TYPE_CHECKING:  # the page's modules load only when `gateway.web` is set
+    from hearthgate.web.server import StatusPage
+    from hearthgate.web.view import PageFacts
 
 log = logging.getLogger("hearthgate.service")
 
@@ -156,6 +160,7 @@ class Gateway:
         # The walk test in progress (`hearthgate walktest`, the local page), if any.
         self.walk: WalkSession | None = None
         self._heard: set[str] = set()  # devices heard since start (the info log line)
+        self.page: StatusPage | None = None  # the local status page (`gateway.web`), if set
 
     # -- drivers' sink ----------------------------------------------------------
 
@@ -167,6 +172,7 @@ class Gateway:
         if self.walk is not None:
             self.walk.heard_unknown(protocol, key, entry,
                                     isoformat(self.clock.now().wall, self.tz))
+            self._page_changed()
 
     def _first_heard(self, obs: Observation) -> None:
         """At info level, the first time each device speaks (docs/install.md promises it)."""
@@ -267,9 +273,63 @@ class Gateway:
         if g.metrics_listen:
             host, port = parse_listen(g.metrics_listen)
             sup.start("metrics-http", lambda: serve_metrics(self.metrics.registry, host, port))
+        if g.web is not None:
+            self._start_page(sup)
         sup.start("metrics", self._metrics_loop)
         if self.notifier.watchdog_interval():
             sup.start("watchdog", lambda: self.notifier.watchdog_loop(self._healthy))
+
+    def _start_page(self, sup: Supervisor) -> None:
+        """The status page, owned by the supervisor: a port in use is logged, shown in
+        `P/status` (`web.error`) and tried again with backoff; the gateway carries on."""
+        assert self.config.gateway.web is not None and self.uplink is not None
+        from hearthgate.web.server import StatusPage
+
+        health = self.fleet_health
+        page = StatusPage(self.config.gateway.web, self.config.gateway.language, self.tz, self,
+                          on_status=health.changed if health is not None else None)
+        self.page = page
+        self.uplink.status_parts.append(page.status)
+        sup.start("web", page.run)
+
+    def _page_changed(self) -> None:
+        if self.page is not None:
+            self.page.changed()
+
+    # -- what the status page reads and does (hearthgate.web.view.PageSource) --------------
+
+    def page_facts(self) -> PageFacts:
+        from hearthgate.web.view import PageFacts
+
+        now = self.clock.now()
+        return PageFacts(
+            gateway_id=self.config.gateway.id, ts=isoformat(now.wall, self.tz),
+            devices=self.health.snapshot(now), coverage=[c.as_dict() for c in self.coverage],
+            alerts=[(a.transition, a.acked_by) for a in self.engine.open.values()],
+            walk=self.walk.state() if self.walk is not None else None,
+        )
+
+    async def ack_test_alert(self, alert_id: str, actor: str) -> str | None:
+        """The page's acknowledgement: only of a test alert (a real one is the care
+        centre's to acknowledge); recorded in the access trail either way."""
+        alert = self.engine.open.get(alert_id)
+        error = None
+        if alert is None:
+            error = f"unknown or already cleared alert '{alert_id}'"
+        elif not alert.transition.test:
+            error = ("only a test alert (raised during a walk test) can be acknowledged from"
+                     " the page; a real alert is acknowledged by the care centre")
+        else:
+            try:
+                await self._ack(alert_id, actor)
+            except CommandError as exc:
+                error = str(exc)
+        await self._audit("page", actor, "ack", alert_id, ok=error is None, error=error)
+        return error
+
+    async def page_audit(self, actor: str, action: str, *, target: str | None = None,
+                         ok: bool = True, error: str | None = None) -> None:
+        await self._audit("page", actor, action, target, ok=ok, error=error)
 
     def _collect_metrics(self) -> None:
         """Copy the tallies the parts keep anyway; called when metrics are read."""
@@ -391,6 +451,7 @@ class Gateway:
                     next_devices = now.mono + devices_every
                 if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
                     await self._save_state(now)
+            self._page_changed()
             for _ in batch:
                 self.queue.task_done()
 
@@ -472,6 +533,7 @@ class Gateway:
             )
         if self.uplink is not None:
             self.uplink.wake()
+        self._page_changed()
 
     def _walk_mark(self, t: AlertTransition) -> AlertTransition:
         """During a walk test an alert raised is a test alert: marked, never escalated."""
@@ -632,6 +694,7 @@ class Gateway:
                 log.info("walk test %s started by %s: alerts are test alerts until it ends",
                          walk.id, user)
                 await self._audit("local", user, "walktest", walk.id)
+                self._page_changed()
             return {"ok": True, **walk.state()}
         session = request.get("session")
         if walk is None or session != walk.id:
@@ -654,6 +717,7 @@ class Gateway:
         if name == "walktest_stop":
             walk.end(str(request.get("reason", "stopped"))[:40])
             self.walk = None
+            self._page_changed()
             log.info("walk test %s ended; %d of %d devices heard", walk.id,
                      len(walk.devices) - len(walk.missing()), len(walk.devices))
             return {"ok": True, **walk.state()}

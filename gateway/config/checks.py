@@ -69,6 +69,7 @@ class _Review:
             self._poll_vs_window(si, site, devices)
             self._radar_motion(site, devices)
         self._uplink()
+        self._web()
         return self.out
 
     def _serial_line(self, i: int, bus_id: str, options: object) -> None:
@@ -226,6 +227,21 @@ class _Review:
                 "use protocol: 5, or turn on receipts: true (the platform confirms each alert)",
             )
 
+    def _web(self) -> None:
+        web = self.config.gateway.web
+        if web is None:
+            return
+        host, port = web.address
+        if not _is_loopback(host):
+            # Plain HTTP: the token crosses the home's Wi-Fi in the clear, and `0.0.0.0`
+            # also answers on a 4G modem's address. Legal (a phone needs it), worth a word.
+            self.warn(
+                ("gateway", "web", "listen"),
+                f"the status page listens on {host}:{port} over plain HTTP: anyone on that"
+                " network who sees the token can read the page and acknowledge test alerts",
+                f"remove 'web:' once the flat is handed over, or listen on 127.0.0.1:{port}"
+                f" and reach it with: ssh -L {port}:127.0.0.1:{port} pi@<gateway>",
+            )
 
 def _is_loopback(host: str) -> bool:
     if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):

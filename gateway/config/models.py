@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 
 from hearthgate.core.durations import Duration
 from hearthgate.core.health import silence_limit
+from hearthgate.core.listen import parse_listen
 from hearthgate.core.options import ID_PATTERN, BusConfig, DeviceConfig, Options, Section
 from hearthgate.registry import STANDARD, Registry
 
@@ -54,6 +55,48 @@ class RetentionSection(Section):
     audit_records: int = Field(default=10_000, ge=100, le=1_000_000)
 
 
+WEB_TOKEN_MIN = 16  # characters: the page is reachable from the home's network
+
+
+class WebSection(Section):
+    """The local status page for installers (`gateway.web:`, docs/operations.md).
+
+    Args:
+        listen: `HOST:PORT` as for `metrics_listen`; `0.0.0.0:8080` reaches it from a phone
+            on the home's network, `127.0.0.1:8080` only from the gateway (an SSH tunnel).
+        token: what the page asks for before it shows anything; `!secret web_token`.
+    """
+
+    listen: str
+    token: SecretStr
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        _host, port = parse_listen(value)
+        if port == 0:
+            raise ValueError(f"port 0 in {value!r}: the page needs a port a browser can name")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        # Never echo the value: it is a secret.
+        if len(text.strip()) < WEB_TOKEN_MIN:
+            raise ValueError(
+                f"the page's token must be at least {WEB_TOKEN_MIN} characters"
+                " (e.g. from: openssl rand -hex 16)"
+            )
+        if text != text.strip() or any(c.isspace() for c in text):
+            raise ValueError("the page's token must not contain spaces or line breaks")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 class GatewaySection(Section):
     id: str = Field(pattern=GATEWAY_ID_PATTERN)
     timezone: str = "Asia/Shanghai"
@@ -70,6 +113,8 @@ class GatewaySection(Section):
     # Why every reading must leave the home (a trial, commissioning); `raw` needs it.
     telemetry_reason: str | None = Field(default=None, min_length=3, max_length=500)
     retention: RetentionSection = RetentionSection()
+    # The local status page; off unless set.
+    web: WebSection | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -28,6 +28,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDER = REPO / "tools" / "make_bundle.py"
+# The status page's aiohttp and its helpers with C speed-ups: wheels for every architecture.
+WEB_COMPILED = frozenset({"aiohttp", "frozenlist", "multidict", "propcache", "yarl"})
 SCRIPT = REPO / "systemd" / "install.sh"
 CAN_INSTALL_FOR_REAL = os.geteuid() == 0 and all(
     shutil.which(t) for t in ("useradd", "groupadd", "usermod", "systemctl"))
@@ -103,11 +105,12 @@ def test_the_manifest_names_the_build_and_every_wheel_with_its_hash(
     part = manifest["arches"]["x86_64"]
     names = {p["name"] for p in part["packages"]}
     # The wheel's runtime dependencies are all there (pydantic's core is the compiled one),
-    # and the extra osdp-secure's: cryptography and its cffi, both compiled.
+    # and the extra osdp-secure's: cryptography and its cffi, both compiled; the status page's
+    # aiohttp with its compiled helpers.
     assert {"hearthgate", "aiomqtt", "paho-mqtt", "pyserial", "pyserial-asyncio-fast",
             "pydantic", "pydantic-core", "aiosqlite", "pymodbus", "ruamel-yaml", "gpiozero",
-            "tzdata", "cryptography", "cffi"} <= names
-    assert part["compiled"] == ["cffi", "cryptography", "pydantic-core"]
+            "tzdata", "cryptography", "cffi", "aiohttp"} <= names
+    assert set(part["compiled"]) == {"cffi", "cryptography", "pydantic-core", *WEB_COMPILED}
     assert part["extras"] == {"osdp-secure": True} and part["missing_extras"] == {}
     for p in part["packages"]:
         data = (unpacked / p["file"]).read_bytes()
@@ -220,16 +223,18 @@ def test_install_sh_from_an_unpacked_bundle_and_its_refusals(unpacked: Path,
 
 def test_an_architecture_without_every_wheel_is_refused(unpacked: Path, wheel: Path,
                                                         tmp_path: Path) -> None:
-    # Offline, from the x86_64 bundle's own wheels: armv7l lacks pydantic-core there, as it
-    # would on an index that had no armv7l build of it. The builder names it and stops: a
-    # core dependency, unlike an extra's, refuses the architecture.
+    # Offline, from the x86_64 bundle's own wheels: armv7l lacks pydantic-core and aiohttp
+    # there, as it would on an index that had no armv7l build of them. The builder names the
+    # first pip finds missing and stops: a core dependency, unlike an extra's, refuses the
+    # architecture.
     wheels = f"{unpacked / 'wheels/any'} {unpacked / 'wheels/x86_64'}"
     env = offline_env(PIP_NO_INDEX="1", PIP_FIND_LINKS=wheels)
     cmd = [sys.executable, str(BUILDER), "--wheel", str(wheel), "--out", str(tmp_path)]
     r = subprocess.run([*cmd, "--arch", "x86_64 armv7"], capture_output=True, text=True,
                        timeout=300, env=env)
     assert r.returncode == 1
-    assert "armv7l: no wheel for pydantic-core " in r.stderr, r.stderr
+    assert re.search(r"armv7l: no wheel for (aiohttp|frozenlist|multidict|propcache|yarl"
+                     r"|pydantic-core) ", r.stderr), r.stderr
     assert "does not claim armv7l" in r.stderr
     assert list(tmp_path.glob("*.tar.gz")) == []
     # The same wheelhouse rebuilds the x86_64 bundle with no index: a site can re-bundle.
@@ -269,7 +274,7 @@ def test_an_architecture_without_an_extras_wheels_is_bundled_without_it(
     assert part["missing_extras"]["osdp-secure"].startswith("no cffi wheel for x86_64")
     names = {p["name"] for p in part["packages"]}
     assert "pydantic-core" in names and not names & {"cryptography", "cffi"}
-    assert part["compiled"] == ["pydantic-core"]
+    assert set(part["compiled"]) == {"pydantic-core", *WEB_COMPILED}
     pinned = (top / "requirements-x86_64.txt").read_text()
     assert re.search(r"^hearthgate==\S+ --hash=", pinned, re.M) and "cryptography" not in pinned
     # The installer installs it plain and names what is missing.
@@ -290,7 +295,8 @@ def test_an_architecture_without_an_extras_wheels_is_bundled_without_it(
 def test_the_full_bundle_has_every_architecture(wheel: Path, tmp_path: Path) -> None:
     # From PyPI (or the configured mirror): aarch64, armv7l and x86_64, each with its own
     # build of the compiled dependencies and the same pure wheels; armv7l without the extra
-    # osdp-secure, as PyPI has no armv7l wheel of cffi (cryptography has one).
+    # osdp-secure, as PyPI has no armv7l wheel of cffi (cryptography has one); aiohttp (the
+    # status page) in all three.
     r = subprocess.run([sys.executable, str(BUILDER), "--wheel", str(wheel), "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -302,11 +308,14 @@ def test_the_full_bundle_has_every_architecture(wheel: Path, tmp_path: Path) -> 
     for arch, part in manifest["arches"].items():
         core = next(p for p in part["packages"] if p["name"] == "pydantic-core")
         assert core["file"].startswith(f"wheels/{arch}/") and arch in core["platform"]
+        # propcache is pure Python on armv7l.
+        web = WEB_COMPILED - {"propcache"}
         if arch == "armv7l":
-            assert part["compiled"] == ["pydantic-core"]
+            assert set(part["compiled"]) == {"pydantic-core", *web}
             assert part["extras"] == {"osdp-secure": False}
             assert "no cffi wheel for armv7l" in part["missing_extras"]["osdp-secure"]
         else:
-            assert part["compiled"] == ["cffi", "cryptography", "pydantic-core"]
+            assert set(part["compiled"]) == {"cffi", "cryptography", "pydantic-core",
+                                             *WEB_COMPILED}
             assert part["extras"] == {"osdp-secure": True}
     assert "warning: armv7l: bundled without the extra osdp-secure" in r.stderr
