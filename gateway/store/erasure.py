@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from hearthgate.rules.engine.snapshot import without_site
+from hearthgate.rules.engine.snapshot import SPLIT_VERSION, part_entries, without_site
 from hearthgate.store import state
 
 
@@ -110,9 +110,14 @@ async def _waiting_telemetry(db: aiosqlite.Connection, site: SiteRef) -> int:
 
 
 async def _rule_state(db: aiosqlite.Connection, site: SiteRef) -> int:
-    saved = await state.get(db, "engine")
+    saved = await state.get(db, state.ENGINE)
     if not isinstance(saved, dict):
         return 0
+    if saved.get("version") == SPLIT_VERSION:
+        # Split by site (state.py): the site's rule state is one row of its own.
+        part = await state.get(db, state.PART + site.site_id)
+        await db.execute("DELETE FROM kv WHERE key=?", (state.PART + site.site_id,))
+        return part_entries(part) if isinstance(part, dict) else 0
     kept, removed = without_site(saved, site.site_id)
     if removed:
         await state.put(db, "engine", state.encode(kept))

@@ -153,7 +153,7 @@ class Store:
 
     async def add_alerts(
         self, transitions: Sequence[AlertTransition], payloads: Sequence[str],
-        engine_state: str | None = None,
+        engine_state: state.EngineWrite | None = None,
     ) -> list[int]:
         """Commit alert transitions durably (with the engine state that produced them), or
         hold them in memory while the disk takes no writes; their outbox numbers."""
@@ -240,3 +240,15 @@ class Store:
 
     async def get_state(self, key: str) -> Any | None:
         return await state.get(self._reader, key)
+
+    async def put_engine_state(self, write: state.EngineWrite, durable: bool = False) -> None:
+        """Write the rule engine's header and the parts of some sites (all, if `full`)."""
+        async def job(db: aiosqlite.Connection) -> None:
+            await state.put_engine(db, write)
+
+        await self._writer.write(job, durable=durable, defer=True)
+
+    async def get_engine_state(self) -> dict[str, Any] | None:
+        """The rule engine's saved state, ready for `RuleEngine.restore` (split rows joined;
+        an older single snapshot as it was saved); None when nothing was saved."""
+        return await state.get_engine(self._reader)

@@ -120,7 +120,7 @@ class Outbox:
 
     async def add_alerts(
         self, transitions: Sequence[AlertTransition], payloads: Sequence[str],
-        engine_state: str | None = None,
+        engine_state: state.EngineWrite | None = None,
     ) -> list[int]:
         """Commit alert transitions durably (with the engine state that produced them).
 
@@ -139,7 +139,7 @@ class Outbox:
                 seqs.append(int(cur.lastrowid or 0))
                 await alert_log.upsert(db, t, 1)
             if engine_state is not None:
-                await state.put(db, "engine", engine_state)
+                await state.put_engine(db, engine_state)
             return seqs
 
         seqs: list[int] | None = None
@@ -158,7 +158,7 @@ class Outbox:
 
     def _hold_alerts(
         self, transitions: Sequence[AlertTransition], payloads: Sequence[str],
-        engine_state: str | None,
+        engine_state: state.EngineWrite | None,
     ) -> list[int]:
         items: list[tuple[AlertTransition, OutboxItem]] = []
         for t, payload in zip(transitions, payloads, strict=True):
@@ -182,7 +182,7 @@ class Outbox:
             # delivered from memory: the uplink's cursor has passed them.
             await _reserve_seq(db, items[-1][1].seq)
             if engine_state is not None:
-                await state.put(db, "engine", engine_state)
+                await state.put_engine(db, engine_state)
 
         self._writer.defer(replay)
         log.error(
