@@ -282,6 +282,7 @@ class Gateway:
             host, port = parse_listen(g.metrics_listen)
             sup.start("metrics-http", lambda: serve_metrics(self.metrics.registry, host, port))
         sup.start("metrics", self._metrics_loop)
+        sup.start("loop-lag", self.metrics.watch_loop_lag)
         if self.notifier.watchdog_interval():
             sup.start("watchdog", lambda: self.notifier.watchdog_loop(self._healthy))
 
