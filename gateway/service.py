@@ -244,11 +244,13 @@ class Gateway:
             # migrated, the parts of a carried config renamed, those of removed sites gone.
             await store.put_engine_state(self._engine_write(now, None), durable=True)
 
-    def _engine_write(self, now: Instant, sites: set[str] | None) -> EngineWrite:
-        """The engine's state to store: the parts of `sites`, or all of them (None)."""
-        header, parts = split_snapshot(self.engine.snapshot(now, sites), self.engine.run)
+    def _engine_write(self, now: Instant, sites: set[str] | None,
+                      header: bool = True) -> EngineWrite:
+        """The engine's state to store: the parts of `sites`, or all of them (None); without
+        the `header` for an alert commit (state.EngineWrite)."""
+        head, parts = split_snapshot(self.engine.snapshot(now, sites), self.engine.run)
         return EngineWrite(
-            json.dumps(header, separators=(",", ":")),
+            json.dumps(head, separators=(",", ":")) if header else None,
             {site: json.dumps(part, ensure_ascii=False, separators=(",", ":"))
              for site, part in parts.items()},
             full=sites is None,
@@ -477,7 +479,7 @@ class Gateway:
         # Only the sites of these transitions: their state must be on disk with them (a
         # restart must neither raise them again nor lose them); the other sites' states are
         # saved by `_save_state` and are not on this path, an SOS's.
-        state = self._engine_write(now, {t.site_id for t in transitions})
+        state = self._engine_write(now, {t.site_id for t in transitions}, header=False)
         await self.store.add_alerts(transitions, payloads, engine_state=state)
         for t, payload in zip(transitions, payloads, strict=True):
             if t.test and self.walk is not None:

@@ -389,7 +389,9 @@ class Uplink:
                   Priority.TELEMETRY: TELEMETRY_WINDOW}
         done: list[OutboxItem] = []
         if self._deleting:
-            # Deletions from the last session first: fewer items sent twice.
+            # Deletions from the last session first: fewer items sent twice. They may be
+            # waiting to share a commit (the store's lazy writes): not now.
+            self.store.hurry()
             await asyncio.gather(*self._deleting, return_exceptions=True)
         # A new session reads the outbox from the start: all that waited (refused, or
         # awaiting a receipt) goes again from there.
@@ -698,7 +700,7 @@ class Uplink:
         shown = {"refused": refused, "awaiting_receipt": sorted(set(sent))}
         if shown != self._delivery_shown:
             self._delivery_shown = shown
-            self._delete_later(self.store.put_state(DELIVERY_STATE, shown))
+            self._delete_later(self.store.put_state(DELIVERY_STATE, shown, lazy=True))
 
     async def _publish_devices(self, client: aiomqtt.Client, payload: str) -> None:
         try:

@@ -15,6 +15,7 @@ from hearthgate.store import (
     alert_log,
     audit_log,
     erasure,
+    pages,
     retention,
     schema,
     state,
@@ -71,6 +72,7 @@ class Store:
         path = data_dir / schema.DB_NAME
         conn = await writer.connect(path)
         await schema.apply(conn, path)
+        await pages.adopt(conn, path)
         reader = await aiosqlite.connect(path, isolation_level=None)
         reader.row_factory = sqlite3.Row
         await reader.execute("PRAGMA busy_timeout=5000")
@@ -217,26 +219,35 @@ class Store:
     async def erase_site(self, site: erasure.SiteRef) -> list[tuple[str, int]]:
         """Erase everything kept of one site, in one durable transaction; what went."""
         async def job(db: aiosqlite.Connection) -> list[tuple[str, int]]:
-            return await erasure.erase_site(db, site)
+            async with pages.scrubbing(db):
+                return await erasure.erase_site(db, site)
 
         return list(await self._writer.commit(job, durable=True))
 
     async def prune(self, cutoffs: dict[str, float], limit: int = 500) -> dict[str, int]:
         """One bounded pruning pass (retention.py): rows removed per area."""
         async def job(db: aiosqlite.Connection) -> dict[str, int]:
-            return await retention.prune(db, cutoffs, limit)
+            async with pages.scrubbing(db):
+                return await retention.prune(db, cutoffs, limit)
 
         return dict(await self._writer.commit(job, durable=False))
 
     # -- key-value state ------------------------------------------------------
 
-    async def put_state(self, key: str, value: Any, durable: bool = False) -> None:
+    async def put_state(self, key: str, value: Any, durable: bool = False,
+                        lazy: bool = False) -> None:
+        """Set `key` to `value` (JSON). A `lazy` write (not durable) may wait up to a second
+        to share a commit with others (writer.LAZY_WINDOW)."""
         text = state.encode(value)
 
         async def job(db: aiosqlite.Connection) -> None:
             await state.put(db, key, text)
 
-        await self._writer.write(job, durable=durable, defer=True)
+        await self._writer.write(job, durable=durable, defer=True, lazy=lazy)
+
+    def hurry(self) -> None:
+        """Commit the lazy writes waiting now (the uplink, before it reads the outbox anew)."""
+        self._writer.hurry()
 
     async def get_state(self, key: str) -> Any | None:
         return await state.get(self._reader, key)

@@ -118,17 +118,23 @@ def split_snapshot(
 def join_snapshot(header: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The snapshot `restore` reads, from the stored header and parts (`split_snapshot`).
 
-    Its clocks are the header's (the newest save); "ages" says, per site, how many seconds
-    before that its part was saved: by the monotonic clock when the same engine instance
-    saved both (`run`), else by the wall clock.
+    Its clocks are those of the newest save: the header's, or a part's saved after it by the
+    same engine instance (`run`; an alert commit writes its site's part without the header);
+    "ages" says, per site, how many seconds before that its part was saved: by the monotonic
+    clock when the same engine instance saved both, else by the wall clock.
     """
+    newest = header
+    for part in parts.values():
+        if (part.get("run") is not None and part.get("run") == header.get("run")
+                and float(part["saved_mono"]) > float(newest["saved_mono"])):
+            newest = part
     out: dict[str, Any] = {
         "version": SNAPSHOT_VERSION,
-        "saved_mono": header["saved_mono"],
-        "saved_wall": header["saved_wall"],
+        "saved_mono": newest["saved_mono"],
+        "saved_wall": newest["saved_wall"],
         "alerts": [], "quiet_in": {}, "pending": {}, "sites": {}, "rules": {}, "ages": {},
     }
-    h_mono, h_wall = saved_clocks(header)
+    h_mono, h_wall = saved_clocks(newest)
     for site_id, part in parts.items():
         if part.get("run") is not None and part.get("run") == header.get("run"):
             age = h_mono - float(part["saved_mono"])

@@ -20,6 +20,7 @@ from hearthgate.rules.base import RuleSite, SiteDevice
 from hearthgate.rules.engine import RuleEngine
 from hearthgate.rules.engine.snapshot import join_snapshot, split_snapshot
 from hearthgate.rules.sos import SosOptions, SosRule
+from hearthgate.store import state
 from tests.faults.faultkit import ALERTS, GW, InProcessGateway, press_sos, write_config
 
 SITES = ("room-301", "room-302", "room-303")
@@ -85,10 +86,41 @@ async def test_a_part_saved_earlier_is_aged_by_its_own_save(clock: SimulatedCloc
     assert restored.next_deadline() == pytest.approx(later.now().mono + 100)
 
 
+async def test_a_part_saved_after_the_header_carries_the_newest_clocks(
+    clock: SimulatedClock,
+) -> None:
+    """An alert commit writes its site's part without the header: restore counts from the
+    newest part of the same engine run, not from the older header."""
+    engine = make_engine()
+    header, _ = split_snapshot(stored(engine.snapshot(clock.now())), engine.run)
+    await clock.advance(100)
+    engine.on_observation(press(clock, "room-301"), clock.now())
+    _, first = split_snapshot(stored(engine.snapshot(clock.now(), {"room-301"})), engine.run)
+    await clock.advance(50)
+    engine.on_observation(Observation("sos-room-302", "room-302", "battery", 80, clock.now()),
+                          clock.now())
+    _, second = split_snapshot(stored(engine.snapshot(clock.now(), {"room-302"})), engine.run)
+    joined = join_snapshot(stored(header), stored({**first, **second}))
+    assert joined["saved_mono"] == second["room-302"]["saved_mono"]
+    assert joined["ages"] == {"room-301": pytest.approx(50), "room-302": 0.0}
+
+    later = SimulatedClock(mono=5.0)  # a reboot
+    restored = make_engine()
+    restored.restore(joined, later.now())
+    assert len(restored.open_alerts()) == 1
+    # 300 s escalation, 50 of them gone before the newest save (not 150: the header's age).
+    assert restored.next_deadline() == pytest.approx(later.now().mono + 250)
+
+    # A part of another run (an older gateway's) never sets the clocks.
+    other = {**second["room-302"], "run": "another", "saved_mono": 10_000.0}
+    assert join_snapshot(stored(header), stored({**first, "room-302": other}))[
+        "saved_mono"] == first["room-301"]["saved_mono"]
+
+
 def kv(data: Path) -> dict[str, Any]:
     db = sqlite3.connect(data / "hearthgate.sqlite3")
     try:
-        return {k: json.loads(v) for k, v in db.execute(
+        return {k: state.decode(v) for k, v in db.execute(
             "SELECT key, value FROM kv WHERE key LIKE 'engine%'")}
     finally:
         db.close()
@@ -109,11 +141,14 @@ async def test_an_alert_commit_writes_its_own_sites_part_only(
             await press_sos(zigbee, "room-301")
             await platform.wait_for(lambda ms: len([m for m in ms if m.topic == ALERTS]) >= 2)
             after = kv(data)
-            # room-301's part and the header are new; room-302's row was not rewritten.
+            # room-301's part is new; neither room-302's row nor the header was rewritten
+            # (the part carries the newer clocks: join_snapshot).
             assert after["engine/room-302"] == before["engine/room-302"]
             assert "engine/room-301" in after
-            assert after["engine"]["saved_mono"] > before["engine"]["saved_mono"]
+            assert after["engine"] == before["engine"]
             assert after["engine"]["version"] == 3
+            assert (after["engine/room-301"]["saved_mono"]
+                    > after["engine/room-302"]["saved_mono"] >= after["engine"]["saved_mono"])
             assert len(after["engine/room-301"]["alerts"]) == 1
             assert "room-302" not in json.dumps(after["engine/room-301"])
 
