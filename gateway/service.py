@@ -506,10 +506,10 @@ class Gateway:
         assert self.store is not None
         self._last_state_save = now.mono
         sites = None if full else set(self.engine.changed)
-        await self.store.put_engine_state(self._engine_write(now, sites), durable=durable)
-        await self.store.put_state(
-            "devices", {"ts": isoformat(now.wall, self.tz), "devices": self.health.snapshot(now)},
-            durable=durable,
+        await self.store.put_engine_state(
+            self._engine_write(now, sites), durable=durable,
+            also={"devices": {"ts": isoformat(now.wall, self.tz),
+                              "devices": self.health.snapshot(now)}},
         )
 
     async def _telemetry_loop(self) -> None:

@@ -252,10 +252,17 @@ class Store:
     async def get_state(self, key: str) -> Any | None:
         return await state.get(self._reader, key)
 
-    async def put_engine_state(self, write: state.EngineWrite, durable: bool = False) -> None:
-        """Write the rule engine's header and the parts of some sites (all, if `full`)."""
+    async def put_engine_state(self, write: state.EngineWrite, durable: bool = False,
+                               also: dict[str, Any] | None = None) -> None:
+        """Write the rule engine's header and the parts of some sites (all, if `full`), and
+        the keys of `also` (the device health) in the same commit: two commits would each
+        write the WAL's pages of their own (SD-card wear)."""
+        texts = {key: state.encode(value) for key, value in (also or {}).items()}
+
         async def job(db: aiosqlite.Connection) -> None:
             await state.put_engine(db, write)
+            for key, text in texts.items():
+                await state.put(db, key, text)
 
         await self._writer.write(job, durable=durable, defer=True)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,14 @@ from hearthgate.store import pages
 
 log = logging.getLogger("hearthgate.store")
 
-CHECKPOINT_EVERY = 30.0  # s at most between WAL checkpoints while writes happen
+# A checkpoint copies every page the WAL holds into the database file: a page rewritten by
+# ten commits is copied once if they all come before it. On a quiet day (a state save every
+# 5 minutes) a checkpoint every 30 s followed every commit and doubled the day's writes; so
+# one is made when the WAL has grown past CHECKPOINT_WAL_BYTES (a backlog, a burst of alerts:
+# the WAL, and the reads that search it, stay small), or at the latest CHECKPOINT_EVERY after
+# the last while writes happen.
+CHECKPOINT_EVERY = 1800.0  # s
+CHECKPOINT_WAL_BYTES = 1024 * 1024
 STORAGE_RETRY = 2.0  # seconds between attempts to write what is held in memory
 STORAGE_NAG = 60.0  # while writes fail, repeat the error this often
 GROUP_MAX = 500  # jobs committed in one transaction at most
@@ -70,6 +78,9 @@ async def connect(path: Path) -> aiosqlite.Connection:
     # WAL's pages copied and the database fsynced, 100 ms and more on an SD card).
     # `Writer._checkpoint` runs them on a connection of their own, off the alert path.
     await conn.execute("PRAGMA wal_autocheckpoint=0")
+    # When a commit starts the WAL again from the top after a checkpoint, the file is cut
+    # to nothing: its size then says how much was committed since (`Writer._wal_bytes`).
+    await conn.execute("PRAGMA journal_size_limit=0")
     return conn
 
 
@@ -249,11 +260,22 @@ class Writer:
 
     def _maybe_checkpoint(self) -> None:
         now = asyncio.get_running_loop().time()
-        if (self._checkpointing is not None or self.commits == self._checkpointed_at
-                or now - self._last_checkpoint < CHECKPOINT_EVERY):
+        if self._checkpointing is not None or self.commits == self._checkpointed_at:
+            return
+        if now - self._last_checkpoint < CHECKPOINT_EVERY and self._wal_bytes() < \
+                CHECKPOINT_WAL_BYTES:
             return
         self._last_checkpoint = now
         self._checkpointing = asyncio.ensure_future(self._checkpoint(self.commits))
+
+    def _wal_bytes(self) -> int:
+        # The WAL file's size: what was committed since its last restart, as the write
+        # connection's journal_size_limit=0 truncates it then (`connect`). A stat, not a
+        # query: the writer's connection is busy committing.
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
 
     async def _checkpoint(self, commits: int) -> None:
         """Copy the WAL into the database (PASSIVE: never blocks the writer)."""
