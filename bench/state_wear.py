@@ -10,7 +10,7 @@ send to the block device: page-cache pages dirtied, 4 KiB each, the SD card's we
 the 100 presses, then with the WAL checkpoint that follows (which copies each page the WAL
 holds into the database file once more; made by this script, from its own process, and
 counted from its own `/proc/self/io`: the gateway checkpoints only when its WAL has grown
-past 1 MiB, or 30 minutes on). `wchar` is printed beside it: it counts
+past 4 MiB, or 30 minutes on). `wchar` is printed beside it: it counts
 every write() call, sockets to the brokers included, so it is not the disk's figure.
 
 With `--before COMMIT` (default: the commit this branch started from) the same run is made
@@ -106,7 +106,7 @@ def run(pythonpath: Path | None) -> dict[str, float]:
                     wal = io(pid)
                     # The checkpoint that copies these pages into the database: made here,
                     # from this process, and counted (the gateway makes one only when its
-                    # WAL has grown past 1 MiB, or 30 minutes on: writer.py).
+                    # WAL has grown past 4 MiB, or 30 minutes on: writer.py).
                     ckpt = checkpoint_cost(tmp / "data" / "hearthgate.sqlite3")
                     end = io(pid)
                 finally:

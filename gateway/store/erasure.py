@@ -79,7 +79,8 @@ async def holds_site(db: aiosqlite.Connection, site_id: str) -> bool:
 async def _undelivered_alerts(db: aiosqlite.Connection, site: SiteRef) -> int:
     async with db.execute("SELECT seq, payload FROM outbox WHERE kind='alert'") as cur:
         rows = await cur.fetchall()
-    gone = [(seq,) for seq, payload in rows if json.loads(payload).get("site_id") == site.site_id]
+    gone = [(seq,) for seq, payload in rows
+            if state.decode(payload).get("site_id") == site.site_id]
     await db.executemany("DELETE FROM outbox WHERE seq=?", gone)
     return len(gone)
 

@@ -17,7 +17,8 @@ import aiosqlite
 
 DB_NAME = "hearthgate.sqlite3"
 
-# Version 2: kv values may be zlib-compressed BLOBs (state.pack), which a hearthgate of
+# Version 2: kv values and alert payloads in the outbox may be zlib-compressed BLOBs
+# (state.pack), which a hearthgate of
 # version 1 would misread; so a file of version 2 is refused by it. A file of version 1 needs
 # no conversion (its TEXT rows are read as they are) and is marked 2 at open. A later version
 # raises this and, for a file with an older version, runs its migration in `apply`.

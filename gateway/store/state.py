@@ -74,6 +74,11 @@ PACK_DICT_1 = (
     b'"sos_button","motion_sensor","door_contact","water_meter","power_meter",'
     b'"protocol":"zigbee2mqtt","rflink","cjt188","dlt645","online":null,"why":null,'
     b'"last_seen":null,"battery":null,"linkquality":null,"values":{}}]+08:00"+00:00"'
+    # The outbox's alert payloads (outbox.unpacked), as the service writes them.
+    b'{"schema": "hearthgate.alert/1", "event_id": "alert_id": "state": "type": '
+    b'"severity": "gateway_id": "site_id": "resident_id": "device_ids": ["raised_at": '
+    b'"ts": "message": "details": {"pressed_at": "action": "emergency", "reason": '
+    b'"pressed_again", "presses": "Emergency call (SOS)"'
 )
 PACK_DICTS = {zlib.adler32(PACK_DICT_1): PACK_DICT_1}
 PACK_DICT = PACK_DICT_1

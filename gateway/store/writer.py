@@ -35,7 +35,7 @@ log = logging.getLogger("hearthgate.store")
 # the WAL, and the reads that search it, stay small), or at the latest CHECKPOINT_EVERY after
 # the last while writes happen.
 CHECKPOINT_EVERY = 1800.0  # s
-CHECKPOINT_WAL_BYTES = 1024 * 1024
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
 STORAGE_RETRY = 2.0  # seconds between attempts to write what is held in memory
 STORAGE_NAG = 60.0  # while writes fail, repeat the error this often
 GROUP_MAX = 500  # jobs committed in one transaction at most

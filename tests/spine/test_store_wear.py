@@ -163,6 +163,25 @@ def test_a_packed_value_that_cannot_be_read_is_a_value_error(blob: bytes) -> Non
         state.decode(blob)
 
 
+async def test_an_alerts_outbox_row_is_packed_and_read_back_as_published(
+    tmp_path: Path,
+) -> None:
+    store = await started(tmp_path)
+    try:
+        t = transition("sos")
+        text = payload(t)
+        await store.add_alerts([t], [text])
+        [item] = await store.pending(Priority.URGENT)
+        assert item.payload == text
+    finally:
+        await store.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    [(raw,)] = db.execute("SELECT payload FROM outbox")
+    db.close()
+    assert isinstance(raw, bytes) and len(raw) < len(text) * 0.7
+    assert state.decode(raw) == json.loads(text)
+
+
 async def test_a_delivered_rows_deletion_waits_but_never_rides_on_an_alerts_commit(
     tmp_path: Path,
 ) -> None:
