@@ -251,3 +251,31 @@ async def test_erasing_a_site_leaves_nothing_of_it_in_the_file(tmp_path: Path) -
     db.close()
     data = (tmp_path / DB_NAME).read_bytes()
     assert marker.encode() not in data
+
+
+async def test_a_checkpoint_waits_for_the_wal_to_grow_or_for_its_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few commits leave the database file as it was (its pages wait in the WAL); past
+    CHECKPOINT_WAL_BYTES of WAL the next commit starts a checkpoint that copies them."""
+    from hearthgate.store import writer
+
+    path = tmp_path / DB_NAME
+    store = await started(tmp_path)
+    try:
+        first = path.stat().st_size
+        for _ in range(5):
+            t = transition("sos")
+            await store.add_alerts([t], [payload(t)])
+        await asyncio.sleep(0.05)
+        assert path.stat().st_size == first  # nothing copied yet: far below 4 MiB
+        monkeypatch.setattr(writer, "CHECKPOINT_WAL_BYTES", 4096)
+        t = transition("sos")
+        await store.add_alerts([t], [payload(t)])
+        for _ in range(100):
+            if path.stat().st_size > first:
+                break
+            await asyncio.sleep(0.02)
+        assert path.stat().st_size > first
+    finally:
+        await store.close()
