@@ -51,8 +51,9 @@ WRITERS: list[writer.Writer] = []
 
 
 def kind_of(jobs: list[tuple[Any, bool, Any]]) -> str:
-    names = sorted({getattr(j, "__qualname__", "?").split(f".{MARK}")[0] for j, _, _ in jobs})
-    return "+".join(names)
+    names = {getattr(j, "__qualname__", "?").split(f".{MARK}")[0] for j, _, _ in jobs}
+    # The writer's wake-ups (`_nothing`, no transaction) are not a kind of write.
+    return "+".join(sorted(names - {"_nothing"})) or "wake-ups (no transaction)"
 
 
 def instrument(bytes_by: Counter[str], count_by: Counter[str]) -> None:

@@ -228,10 +228,17 @@ async def one_day(pythonpath: Path | None) -> dict[str, Any]:
 
 
 def short(kind: str) -> str:
-    names = {"Outbox.add_alerts": "alert commits", "Store.put_engine_state": "rule state",
-             "Store.put_state": "device health / delivery view", "Store.add_summaries":
-             "hourly summaries", "Outbox.delivered": "outbox deletions", "checkpoint":
-             "WAL checkpoints", "Outbox.add_telemetry": "telemetry spilled to the outbox"}
+    names = {
+        "Outbox.add_alerts": "alert commits",
+        "Store.put_engine_state": "state saves (rule state; with the device health since"
+                                  " this round)",
+        "Store.put_state": "device health (a commit of its own before this round)",
+        "Store.add_summaries": "hourly summaries",
+        "Outbox.delivered": "outbox deletions",
+        "checkpoint": "WAL checkpoints",
+        "Outbox.add_telemetry": "telemetry spilled to the outbox",
+        "Store.prune": "retention",
+    }
     return " + ".join(names.get(k, k) for k in kind.split("+"))
 
 
@@ -243,6 +250,8 @@ def show(name: str, r: dict[str, Any]) -> None:
     counted = 0
     for kind, n in sorted(r["parts"].items(), key=lambda kv: -kv[1]):
         counted += n
+        if not n and not r["commits"].get(kind):
+            continue
         print(f"            {n / 1e3:9.1f} kB  {short(kind)} ({r['commits'].get(kind, 0)}×)")
     print(f"            {(r['write_bytes'] - counted) / 1e3:9.1f} kB  other (outside store"
           f" commits and checkpoints)")
