@@ -185,6 +185,10 @@ class MetricsRegistry:
 OUTBOX_PRIORITIES = ("urgent", "alert", "telemetry")
 
 
+LOOP_LAG_EVERY = 0.1  # s between wake-ups of the loop-lag probe
+LOOP_LAG_WINDOW = 15.0  # s over which `hearthgate_loop_lag_seconds` keeps the worst
+
+
 class GatewayMetrics:
     """Every metric the gateway exports. Create one, pass it to the parts that count."""
 
@@ -241,7 +245,43 @@ class GatewayMetrics:
         self.start_time = r.gauge(
             "process_start_time_seconds", "Start time of the process since the epoch, seconds.")
         self.start_time.set(time.time())
+        self.loop_lag = r.gauge(
+            "hearthgate_loop_lag_seconds",
+            "The longest the event loop was late to wake a timer in the last window"
+            f" ({LOOP_LAG_WINDOW:.0f} s, measured every {LOOP_LAG_EVERY} s): how long"
+            " anything ready, an SOS included, may have waited for the loop.")
+        self.loop_lag.set(0)
+        self.loop_lag_max = r.gauge(
+            "hearthgate_loop_lag_max_seconds",
+            "The longest the event loop was late to wake a timer since the start.")
+        self.loop_lag_max.set(0)
         r.add_collect_hook(self._read_rss)
+
+    async def watch_loop_lag(self) -> None:
+        """Measure the event loop's scheduling delay until cancelled (a supervised task).
+
+        Sleeps `LOOP_LAG_EVERY` at a time and counts how late it wakes: whatever holds the
+        loop (a large JSON encode, a read on the loop's thread) delays every ready task by
+        as much, the SOS path's among them. The gauge keeps the worst of the window just
+        passed, so a scrape every 15 s misses no stall.
+        """
+        loop = asyncio.get_running_loop()
+        window_start = loop.time()
+        worst = current = 0.0
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LOOP_LAG_EVERY)
+            now = loop.time()
+            lag = max(0.0, now - before - LOOP_LAG_EVERY)
+            current = max(current, lag)
+            if lag > worst:
+                worst = lag
+                self.loop_lag_max.set(worst)
+            if now - window_start >= LOOP_LAG_WINDOW:
+                self.loop_lag.set(current)
+                window_start, current = now, 0.0
+            elif current > self.loop_lag.value():
+                self.loop_lag.set(current)  # a stall shows at once, not a window later
 
     def _read_rss(self) -> None:
         try:

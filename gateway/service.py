@@ -38,9 +38,10 @@ from hearthgate.health import DeviceHealth
 from hearthgate.metrics import GatewayMetrics, parse_listen, serve_metrics, write_textfile
 from hearthgate.rules.coverage import SiteCoverage
 from hearthgate.rules.engine import UnknownAlert
+from hearthgate.rules.engine.snapshot import split_snapshot
 from hearthgate.sdnotify import SystemdNotifier
 from hearthgate.state_carry import carry_state
-from hearthgate.store import Store
+from hearthgate.store import EngineWrite, Store
 from hearthgate.supervisor import Supervisor
 from hearthgate.telemetry import TelemetryBatcher
 from hearthgate.telemetry_summary import HourlySummariser, capabilities, summary_payload
@@ -239,12 +240,27 @@ class Gateway:
         # When each device was last heard survives the restart (`hearthgate devices`).
         self.health.restore(await store.get_state("devices"), now)
         self.health.start(now)
-        state = await store.get_state("engine")
+        state = await store.get_engine_state()
         if isinstance(state, dict):
             if self.carry_from is not None:
                 state = carry_state(state, self.carry_from, self.config)
             self.engine.restore(state, now)
             log.info("restored rule state: %d open alerts", len(self.engine.open))
+            # Every part anew, under this engine's run: an older single snapshot is
+            # migrated, the parts of a carried config renamed, those of removed sites gone.
+            await store.put_engine_state(self._engine_write(now, None), durable=True)
+
+    def _engine_write(self, now: Instant, sites: set[str] | None,
+                      header: bool = True) -> EngineWrite:
+        """The engine's state to store: the parts of `sites`, or all of them (None); without
+        the `header` for an alert commit (state.EngineWrite)."""
+        head, parts = split_snapshot(self.engine.snapshot(now, sites), self.engine.run)
+        return EngineWrite(
+            json.dumps(head, separators=(",", ":")) if header else None,
+            {site: json.dumps(part, ensure_ascii=False, separators=(",", ":"))
+             for site, part in parts.items()},
+            full=sites is None,
+        )
 
     def _start_drivers(self, sup: Supervisor) -> list[asyncio.Task[None]]:
         tasks: list[asyncio.Task[None]] = []
@@ -276,6 +292,7 @@ class Gateway:
         if g.web is not None:
             self._start_page(sup)
         sup.start("metrics", self._metrics_loop)
+        sup.start("loop-lag", self.metrics.watch_loop_lag)
         if self.notifier.watchdog_interval():
             sup.start("watchdog", lambda: self.notifier.watchdog_loop(self._healthy))
 
@@ -385,7 +402,7 @@ class Gateway:
         if len(self.batcher):
             await store.add_telemetry([self.batcher.flush()])
         now = self.clock.now()
-        await self._save_state(now, durable=True)
+        await self._save_state(now, durable=True, full=True)
         await uplink.say_offline()
 
     # -- the rules loop ---------------------------------------------------------
@@ -520,7 +537,10 @@ class Gateway:
         payloads = [
             json.dumps(t.to_payload(gw, self.tz), ensure_ascii=False) for t in transitions
         ]
-        state = json.dumps(self.engine.snapshot(now), ensure_ascii=False)
+        # Only the sites of these transitions: their state must be on disk with them (a
+        # restart must neither raise them again nor lose them); the other sites' states are
+        # saved by `_save_state` and are not on this path, an SOS's.
+        state = self._engine_write(now, {t.site_id for t in transitions}, header=False)
         await self.store.add_alerts(transitions, payloads, engine_state=state)
         for t, payload in zip(transitions, payloads, strict=True):
             if t.test and self.walk is not None:
@@ -542,13 +562,16 @@ class Gateway:
             return marked if marked is not None else t
         return t
 
-    async def _save_state(self, now: Instant, durable: bool = False) -> None:
+    async def _save_state(self, now: Instant, durable: bool = False, full: bool = False) -> None:
+        """The periodic save: the sites whose state moved since they were last written (all
+        of them with `full`, at a clean stop)."""
         assert self.store is not None
         self._last_state_save = now.mono
-        await self.store.put_state("engine", self.engine.snapshot(now), durable=durable)
-        await self.store.put_state(
-            "devices", {"ts": isoformat(now.wall, self.tz), "devices": self.health.snapshot(now)},
-            durable=durable,
+        sites = None if full else set(self.engine.changed)
+        await self.store.put_engine_state(
+            self._engine_write(now, sites), durable=durable,
+            also={"devices": {"ts": isoformat(now.wall, self.tz),
+                              "devices": self.health.snapshot(now)}},
         )
 
     async def _telemetry_loop(self) -> None:
@@ -755,6 +778,7 @@ class Gateway:
         assert self.store is not None
         async with self._engine_lock:
             now = self.clock.now()
+            site_id = self.engine.site_of_alert(alert_id)
             try:
                 transitions = self.engine.acknowledge(alert_id, by, now)
             except UnknownAlert:
@@ -763,5 +787,6 @@ class Gateway:
             if transitions:
                 await self._commit(transitions, now)
             else:
-                await self.store.put_state("engine", self.engine.snapshot(now), durable=True)
+                sites = {site_id} if site_id is not None else set()
+                await self.store.put_engine_state(self._engine_write(now, sites), durable=True)
         log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert_id": alert_id})

@@ -206,6 +206,9 @@ class Uplink:
         self._devices_dirty = False
         self._client: aiomqtt.Client | None = None
         self._deleting: set[asyncio.Task[None]] = set()
+        # Where those deletions run: a task group of `run`'s own, which outlives a session
+        # (a lost link must not cancel a deletion half-way) and ends with the uplink.
+        self._jobs: asyncio.TaskGroup | None = None
         # Alert transitions PUBACKed but awaiting a receipt, or refused and to be tried again,
         # by event_id.
         self._later: dict[str, _Later] = {}
@@ -316,6 +319,14 @@ class Uplink:
 
     async def run(self) -> None:
         """Connect, deliver, and reconnect with backoff and jitter, until cancelled."""
+        async with asyncio.TaskGroup() as jobs:
+            self._jobs = jobs
+            try:
+                await self._reconnecting()
+            finally:
+                self._jobs = None
+
+    async def _reconnecting(self) -> None:
         delay = RECONNECT_MIN
         last_reason = ""
         while True:
@@ -386,7 +397,9 @@ class Uplink:
                   Priority.TELEMETRY: TELEMETRY_WINDOW}
         done: list[OutboxItem] = []
         if self._deleting:
-            # Deletions from the last session first: fewer items sent twice.
+            # Deletions from the last session first: fewer items sent twice. They may be
+            # waiting to share a commit (the store's lazy writes): not now.
+            self.store.hurry()
             await asyncio.gather(*self._deleting, return_exceptions=True)
         # A new session reads the outbox from the start: all that waited (refused, or
         # awaiting a receipt) goes again from there.
@@ -446,8 +459,8 @@ class Uplink:
             now = loop.time()
             if done:
                 # Not awaited here: an SOS that arrives while a backlog drains must not
-                # wait for the deletion of the telemetry just PUBACKed. Kept out of the
-                # session's task group so that a lost link does not cancel it half-way.
+                # wait for the deletion of the telemetry just PUBACKed. In the uplink's own
+                # task group, not the session's: a lost link does not cancel it half-way.
                 batch, done[:] = list(done), []
                 self._delete_later(self.store.delivered(batch))
             due = self._due(now, window, inflight) if now >= self._next_due else []
@@ -590,9 +603,21 @@ class Uplink:
                 suspects[prio] = seq
 
     def _delete_later(self, job: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(job)
+        """Run a store write (a deletion, the delivery view) without waiting for it, as a
+        task of the uplink's group; a failure is logged (`_quietly`), never ends the group."""
+        # Only sessions call this, and they run inside `run`'s task group.
+        assert self._jobs is not None, "the uplink's writes run under Uplink.run"
+        task = self._jobs.create_task(self._quietly(job))
         self._deleting.add(task)
-        task.add_done_callback(self._deleted)
+        task.add_done_callback(self._deleting.discard)
+
+    @staticmethod
+    async def _quietly(job: Awaitable[None]) -> None:
+        try:
+            await job
+        except Exception as exc:
+            # The rows stay in the outbox and go out again: at least once, same event_id.
+            log.warning("could not remove delivered items from the outbox: %s", exc)
 
     # -- refusals and receipts ----------------------------------------------------
 
@@ -699,7 +724,7 @@ class Uplink:
         shown = {"refused": refused, "awaiting_receipt": sorted(set(sent))}
         if shown != self._delivery_shown:
             self._delivery_shown = shown
-            self._delete_later(self.store.put_state(DELIVERY_STATE, shown))
+            self._delete_later(self.store.put_state(DELIVERY_STATE, shown, lazy=True))
 
     async def _publish_devices(self, client: aiomqtt.Client, payload: str) -> None:
         try:
@@ -709,12 +734,6 @@ class Uplink:
             log.error("the broker refused the device snapshot on %s: %s", refusal.topic,
                       refusal.reason)
 
-    def _deleted(self, task: asyncio.Task[None]) -> None:
-        self._deleting.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # The rows stay in the outbox and go out again: at least once, same event_id.
-            log.warning("could not remove delivered items from the outbox: %s",
-                        task.exception())
 
     # -- receiving --------------------------------------------------------------
 

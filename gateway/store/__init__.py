@@ -24,12 +24,14 @@ from hearthgate.store.facade import Store
 from hearthgate.store.outbox import OutboxItem
 from hearthgate.store.readers import read_alerts, read_only, read_state
 from hearthgate.store.schema import DB_NAME, SCHEMA_VERSION
+from hearthgate.store.state import EngineWrite
 from hearthgate.store.writer import storage_failure
 
 __all__ = [
     "DB_NAME",
     "SCHEMA_VERSION",
     "AlertRow",
+    "EngineWrite",
     "OutboxItem",
     "SiteRef",
     "Store",

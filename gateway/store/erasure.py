@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from hearthgate.rules.engine.snapshot import without_site
+from hearthgate.rules.engine.snapshot import SPLIT_VERSION, part_entries, without_site
 from hearthgate.store import state
 
 
@@ -79,7 +79,8 @@ async def holds_site(db: aiosqlite.Connection, site_id: str) -> bool:
 async def _undelivered_alerts(db: aiosqlite.Connection, site: SiteRef) -> int:
     async with db.execute("SELECT seq, payload FROM outbox WHERE kind='alert'") as cur:
         rows = await cur.fetchall()
-    gone = [(seq,) for seq, payload in rows if json.loads(payload).get("site_id") == site.site_id]
+    gone = [(seq,) for seq, payload in rows
+            if state.decode(payload).get("site_id") == site.site_id]
     await db.executemany("DELETE FROM outbox WHERE seq=?", gone)
     return len(gone)
 
@@ -110,9 +111,14 @@ async def _waiting_telemetry(db: aiosqlite.Connection, site: SiteRef) -> int:
 
 
 async def _rule_state(db: aiosqlite.Connection, site: SiteRef) -> int:
-    saved = await state.get(db, "engine")
+    saved = await state.get(db, state.ENGINE)
     if not isinstance(saved, dict):
         return 0
+    if saved.get("version") == SPLIT_VERSION:
+        # Split by site (state.py): the site's rule state is one row of its own.
+        part = await state.get(db, state.PART + site.site_id)
+        await db.execute("DELETE FROM kv WHERE key=?", (state.PART + site.site_id,))
+        return part_entries(part) if isinstance(part, dict) else 0
     kept, removed = without_site(saved, site.site_id)
     if removed:
         await state.put(db, "engine", state.encode(kept))

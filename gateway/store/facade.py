@@ -16,6 +16,7 @@ from hearthgate.store import (
     audit_log,
     dirsync,
     erasure,
+    pages,
     retention,
     schema,
     state,
@@ -72,6 +73,7 @@ class Store:
         path = data_dir / schema.DB_NAME
         conn = await writer.connect(path)
         await schema.apply(conn, path)
+        await pages.adopt(conn, path)
         # SQLite never fsyncs the directory for the database file it creates: the file
         # could vanish in a power cut, however durable its commits (dirsync.py).
         await asyncio.to_thread(dirsync.sync_dir, data_dir)
@@ -157,7 +159,7 @@ class Store:
 
     async def add_alerts(
         self, transitions: Sequence[AlertTransition], payloads: Sequence[str],
-        engine_state: str | None = None,
+        engine_state: state.EngineWrite | None = None,
     ) -> list[int]:
         """Commit alert transitions durably (with the engine state that produced them), or
         hold them in memory while the disk takes no writes; their outbox numbers."""
@@ -221,26 +223,54 @@ class Store:
     async def erase_site(self, site: erasure.SiteRef) -> list[tuple[str, int]]:
         """Erase everything kept of one site, in one durable transaction; what went."""
         async def job(db: aiosqlite.Connection) -> list[tuple[str, int]]:
-            return await erasure.erase_site(db, site)
+            async with pages.scrubbing(db):
+                return await erasure.erase_site(db, site)
 
         return list(await self._writer.commit(job, durable=True))
 
     async def prune(self, cutoffs: dict[str, float], limit: int = 500) -> dict[str, int]:
         """One bounded pruning pass (retention.py): rows removed per area."""
         async def job(db: aiosqlite.Connection) -> dict[str, int]:
-            return await retention.prune(db, cutoffs, limit)
+            async with pages.scrubbing(db):
+                return await retention.prune(db, cutoffs, limit)
 
         return dict(await self._writer.commit(job, durable=False))
 
     # -- key-value state ------------------------------------------------------
 
-    async def put_state(self, key: str, value: Any, durable: bool = False) -> None:
+    async def put_state(self, key: str, value: Any, durable: bool = False,
+                        lazy: bool = False) -> None:
+        """Set `key` to `value` (JSON). A `lazy` write (not durable) may wait up to a second
+        to share a commit with others (writer.LAZY_WINDOW)."""
         text = state.encode(value)
 
         async def job(db: aiosqlite.Connection) -> None:
             await state.put(db, key, text)
 
-        await self._writer.write(job, durable=durable, defer=True)
+        await self._writer.write(job, durable=durable, defer=True, lazy=lazy)
+
+    def hurry(self) -> None:
+        """Commit the lazy writes waiting now (the uplink, before it reads the outbox anew)."""
+        self._writer.hurry()
 
     async def get_state(self, key: str) -> Any | None:
         return await state.get(self._reader, key)
+
+    async def put_engine_state(self, write: state.EngineWrite, durable: bool = False,
+                               also: dict[str, Any] | None = None) -> None:
+        """Write the rule engine's header and the parts of some sites (all, if `full`), and
+        the keys of `also` (the device health) in the same commit: two commits would each
+        write the WAL's pages of their own (SD-card wear)."""
+        texts = {key: state.encode(value) for key, value in (also or {}).items()}
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await state.put_engine(db, write)
+            for key, text in texts.items():
+                await state.put(db, key, text)
+
+        await self._writer.write(job, durable=durable, defer=True)
+
+    async def get_engine_state(self) -> dict[str, Any] | None:
+        """The rule engine's saved state, ready for `RuleEngine.restore` (split rows joined;
+        an older single snapshot as it was saved); None when nothing was saved."""
+        return await state.get_engine(self._reader)

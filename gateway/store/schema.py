@@ -17,9 +17,12 @@ import aiosqlite
 
 DB_NAME = "hearthgate.sqlite3"
 
-# Version 1 is the only layout so far. A later one raises this and, for a file with an older
-# version, runs its migration in `apply`.
-SCHEMA_VERSION = 1
+# Version 2: kv values and alert payloads in the outbox may be zlib-compressed BLOBs
+# (state.pack), which a hearthgate of
+# version 1 would misread; so a file of version 2 is refused by it. A file of version 1 needs
+# no conversion (its TEXT rows are read as they are) and is marked 2 at open. A later version
+# raises this and, for a file with an older version, runs its migration in `apply`.
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,4 +84,8 @@ async def apply(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.close()
         raise RuntimeError(
             f"{path} was written by a newer hearthgate (schema {row[0]} > {SCHEMA_VERSION})"
+        )
+    elif int(row[0]) < SCHEMA_VERSION:
+        await conn.execute(
+            "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -23,12 +24,25 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+from hearthgate.store import pages
+
 log = logging.getLogger("hearthgate.store")
 
-CHECKPOINT_EVERY = 30.0  # s at most between WAL checkpoints while writes happen
+# A checkpoint copies every page the WAL holds into the database file: a page rewritten by
+# ten commits is copied once if they all come before it. On a quiet day (a state save every
+# 5 minutes) a checkpoint every 30 s followed every commit and doubled the day's writes; so
+# one is made when the WAL has grown past CHECKPOINT_WAL_BYTES (a backlog, a burst of alerts:
+# the WAL, and the reads that search it, stay small), or at the latest CHECKPOINT_EVERY after
+# the last while writes happen.
+CHECKPOINT_EVERY = 1800.0  # s
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
 STORAGE_RETRY = 2.0  # seconds between attempts to write what is held in memory
 STORAGE_NAG = 60.0  # while writes fail, repeat the error this often
 GROUP_MAX = 500  # jobs committed in one transaction at most
+# A lazy write (the deletion of what the broker PUBACKed, the delivery view) waits this long
+# at most for others to share its commit: the deletions of ten transitions in one commit
+# write the outbox's and the alert log's pages once, not ten times (SD-card wear).
+LAZY_WINDOW = 1.0
 
 Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
@@ -53,13 +67,20 @@ async def connect(path: Path) -> aiosqlite.Connection:
     """The write connection: autocommit (the writer opens its own transactions), WAL."""
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
+    # Before anything creates the file: a new store's page size (pages.py; an existing
+    # file keeps its own until `pages.adopt`).
+    await conn.execute(f"PRAGMA page_size={pages.PAGE_SIZE}")
     await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA secure_delete=FAST")  # pages.py: no page of zeros per PUBACK
     await conn.execute("PRAGMA synchronous=FULL")
-    await conn.execute("PRAGMA busy_timeout=5000")
+    await conn.execute(f"PRAGMA busy_timeout={pages.BUSY_TIMEOUT_MS}")
     # No checkpoint inside a commit: one would stall the alert that triggers it (the
     # WAL's pages copied and the database fsynced, 100 ms and more on an SD card).
     # `Writer._checkpoint` runs them on a connection of their own, off the alert path.
     await conn.execute("PRAGMA wal_autocheckpoint=0")
+    # When a commit starts the WAL again from the top after a checkpoint, the file is cut
+    # to nothing: its size then says how much was committed since (`Writer._wal_bytes`).
+    await conn.execute("PRAGMA journal_size_limit=0")
     return conn
 
 
@@ -123,6 +144,11 @@ class Writer:
         self.path = path
         self.holding: Holding = holding if holding is not None else NothingHeld()
         self._queue: asyncio.Queue[tuple[Job, bool, asyncio.Future[Any]]] = asyncio.Queue()
+        # Lazy writes waiting for their commit (never a durable one: an alert's fsync does
+        # not carry them), and the loop's time by which they are committed.
+        self._lazy: list[tuple[Job, bool, asyncio.Future[Any]]] = []
+        self._lazy_due = 0.0
+        self._lazy_now = False  # `hurry`: commit them without waiting for the window's end
         self.task: asyncio.Task[None] | None = None
         self.commits = 0
         self._checkpointer: aiosqlite.Connection | None = None
@@ -139,23 +165,58 @@ class Writer:
 
     async def run(self) -> None:
         """The one writer: commit queued jobs in groups until cancelled."""
-        self._last_checkpoint = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_checkpoint = loop.time()
         while True:
-            if self._deferred:
-                try:
-                    first = await asyncio.wait_for(self._queue.get(), STORAGE_RETRY)
-                except TimeoutError:
-                    await self.retry_deferred()
-                    continue
-            else:
+            wait: float | None = STORAGE_RETRY if self._deferred else None
+            if self._lazy:
+                left = 0.0 if self._lazy_now else self._lazy_due - loop.time()
+                wait = left if wait is None else min(wait, left)
+            if wait is None:
                 first = await self._queue.get()
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, wait)):
+                        first = await self._queue.get()
+                except TimeoutError:
+                    if self._lazy and (self._lazy_now or loop.time() >= self._lazy_due):
+                        await self._commit_lazy()
+                    elif self._deferred:
+                        await self.retry_deferred()
+                    continue
             jobs = [first]
             while not self._queue.empty() and len(jobs) < GROUP_MAX:
                 jobs.append(self._queue.get_nowait())
+            queued = len(jobs)
+            if self._lazy and not any(d or j is _nothing for j, d, _ in jobs):
+                # A light commit happens anyway: the lazy writes ride along.
+                jobs += self._take_lazy(GROUP_MAX - len(jobs))
             await self._commit_group(jobs)
-            for _ in jobs:
+            for _ in range(queued):
                 self._queue.task_done()
             self._maybe_checkpoint()
+
+    def _take_lazy(self, n: int) -> list[tuple[Job, bool, asyncio.Future[Any]]]:
+        taken, self._lazy[:n] = self._lazy[:n], []
+        if not self._lazy:
+            self._lazy_now = False
+        return taken
+
+    async def _commit_lazy(self) -> None:
+        while self._lazy:
+            await self._commit_group(self._take_lazy(GROUP_MAX))
+        self._maybe_checkpoint()
+
+    def hurry(self) -> None:
+        """Commit the lazy writes waiting now, not at the end of their window."""
+        if self._lazy and self.task is not None:
+            self._lazy_now = True
+            self._kick()
+
+    def _kick(self) -> None:
+        # Wake the writer task (it may be waiting for work forever, or for a window's end).
+        kick: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((_nothing, False, kick))
 
     def start(self) -> None:
         if self.task is None:
@@ -167,7 +228,10 @@ class Writer:
         if self.task is not None:
             # Let queued writes land before closing: nothing accepted is lost.
             if not self.task.done():
+                lazy = [fut for _, _, fut in self._lazy]
+                self.hurry()
                 await self._queue.join()
+                await asyncio.gather(*lazy, return_exceptions=True)
             self.task.cancel()
             try:
                 await self.task
@@ -176,6 +240,8 @@ class Writer:
             self.task = None
         while not self._queue.empty():
             await self._commit_group([self._queue.get_nowait()])
+        while self._lazy:
+            await self._commit_group(self._take_lazy(GROUP_MAX))
         if self._deferred and not await self.retry_deferred():
             log.critical(
                 "stopping with %d writes (%d alert transitions) that the disk would not take",
@@ -194,11 +260,22 @@ class Writer:
 
     def _maybe_checkpoint(self) -> None:
         now = asyncio.get_running_loop().time()
-        if (self._checkpointing is not None or self.commits == self._checkpointed_at
-                or now - self._last_checkpoint < CHECKPOINT_EVERY):
+        if self._checkpointing is not None or self.commits == self._checkpointed_at:
+            return
+        if now - self._last_checkpoint < CHECKPOINT_EVERY and self._wal_bytes() < \
+                CHECKPOINT_WAL_BYTES:
             return
         self._last_checkpoint = now
         self._checkpointing = asyncio.ensure_future(self._checkpoint(self.commits))
+
+    def _wal_bytes(self) -> int:
+        # The WAL file's size: what was committed since its last restart, as the write
+        # connection's journal_size_limit=0 truncates it then (`connect`). A stat, not a
+        # query: the writer's connection is busy committing.
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
 
     async def _checkpoint(self, commits: int) -> None:
         """Copy the WAL into the database (PASSIVE: never blocks the writer)."""
@@ -216,6 +293,15 @@ class Writer:
     # -- writing --------------------------------------------------------------------
 
     async def _commit_group(self, jobs: list[tuple[Job, bool, asyncio.Future[Any]]]) -> None:
+        kicks = [fut for job, _, fut in jobs if job is _nothing]
+        if kicks:
+            # A wake-up (`_kick`), not a write: no transaction for it.
+            for fut in kicks:
+                if not fut.done():
+                    fut.set_result(None)
+            jobs = [item for item in jobs if item[0] is not _nothing]
+            if not jobs:
+                return
         durable = any(d for _, d, _ in jobs)
         results: list[Any] = []
         try:
@@ -246,15 +332,17 @@ class Writer:
             if not fut.done():
                 fut.set_result(result)
 
-    async def write(self, job: Job, durable: bool, *, defer: bool = False) -> Any:
+    async def write(self, job: Job, durable: bool, *, defer: bool = False,
+                    lazy: bool = False) -> Any:
         """Commit `job` (through the writer task). With `defer`, a write the disk cannot take
-        is kept and replayed later instead of failing; it then returns None."""
+        is kept and replayed later instead of failing; it then returns None. A `lazy` one
+        (never durable) may wait up to LAZY_WINDOW for others to share its commit."""
         if defer and self._deferred:
             # Already degraded: queue behind the earlier failures so that order is kept.
             self._deferred.append(job)
             return None
         try:
-            return await self.commit(job, durable)
+            return await self.commit(job, durable, lazy=lazy)
         except Exception as exc:
             if not (defer and storage_failure(exc)):
                 raise
@@ -262,14 +350,22 @@ class Writer:
             self._deferred.append(job)
             return None
 
-    async def commit(self, job: Job, durable: bool, *, inline: bool = False) -> Any:
-        """Commit `job` and return its result; its exception, or a storage failure, raises."""
+    async def commit(self, job: Job, durable: bool, *, inline: bool = False,
+                     lazy: bool = False) -> Any:
+        """Commit `job` and return its result; its exception, or a storage failure, raises.
+        `lazy` (ignored with `durable`): see `write`."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         if inline or self.task is None:
             # No writer task (tools, tests): commit inline.
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             await self._commit_group([(job, durable, fut)])
             return await fut
-        fut = asyncio.get_running_loop().create_future()
+        if lazy and not durable:
+            if not self._lazy:
+                self._lazy_due = loop.time() + LAZY_WINDOW
+                self._kick()  # the writer re-aims its wait at the window's end
+            self._lazy.append((job, False, fut))
+            return await fut
         await self._queue.put((job, durable, fut))
         return await fut
 
@@ -297,9 +393,7 @@ class Writer:
         self.degraded_since = self._last_nag = time.monotonic()
         await self.holding.degrading()
         if self.task is not None:
-            # Wake the writer so that it starts retrying (it may be waiting for work forever).
-            kick: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait((_nothing, False, kick))
+            self._kick()  # so that it starts retrying
         log.critical(
             "STORAGE FAILURE: cannot write %s (%s); alerts are held in memory and still sent,"
             " telemetry is dropped until the disk takes writes again", self.path, exc,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ from hearthgate.rules.engine.snapshot import (
     restore_rules,
     restore_sites,
     saved_clocks,
+    site_of,
     take_snapshot,
 )
 from hearthgate.rules.site_state import SiteState
@@ -36,9 +39,11 @@ class RuleEngine:
     Pure: no I/O, no sleeping. The service feeds it observations (`on_observation`) and
     acknowledgements (`acknowledge`), calls `on_tick` when `next_deadline()` has come,
     stores `snapshot()` and publishes every transition the calls return. After a restart,
-    `restore` carries on from the last snapshot. Durations run on the monotonic clock of
-    the `Instant`s it is given; the wall clock is distrusted after a suspect restore
-    (docs/rules.md, "Restarts and clock jumps").
+    `restore` carries on from the last snapshot. `snapshot(now, only=...)` takes the state
+    of some sites only (the sites of an alert commit, or `changed` since their last
+    save), so that what is written per alert does not grow with the other sites.
+    Durations run on the monotonic clock of the `Instant`s it is given; the wall clock is
+    distrusted after a suspect restore (docs/rules.md, "Restarts and clock jumps").
 
     Build one from a config with `hearthgate.engine_builder.build_engine`.
 
@@ -59,6 +64,10 @@ class RuleEngine:
         rules_by_site: The rules it was built with.
         open: The open alerts, by alert id.
         sites: Presence and device health of each site, shared by its rules.
+        changed: Sites whose state moved since their last `snapshot` (an observation, a
+            rule tick, an alert transition or acknowledgement).
+        run: A token for this engine instance, to store with its snapshots: parts saved
+            by the same instance are aged by its monotonic clock (`split_snapshot`).
 
     Raises:
         UnknownAlert: From `acknowledge`, when the alert is not open.
@@ -78,6 +87,8 @@ class RuleEngine:
         self._clocks = WallClockTrust(max_downtime_credit, distrust_wall_for)
         self._deadlines = RuleDeadlines()
         self._started = False
+        self.changed: set[str] = set()
+        self.run = uuid.uuid4().hex
         self.sites: dict[str, SiteState] = {}
         for rules in rules_by_site.values():
             for rule in rules:
@@ -111,6 +122,7 @@ class RuleEngine:
     def on_observation(self, obs: Observation, now: Instant) -> list[AlertTransition]:
         now = self._engine_time(now)
         obs = self._clocks.estimated_observation(obs)
+        self.changed.add(obs.site_id)
         out: list[AlertTransition] = []
         said: list[tuple[int, Rule, list[Signal]]] = []
         for index, rule in enumerate(self.rules_by_site.get(obs.site_id, ())):
@@ -142,6 +154,7 @@ class RuleEngine:
         now = self._engine_time(now)
         out: list[AlertTransition] = []
         for site_id, index in self._deadlines.pop_due(now.mono):
+            self.changed.add(site_id)
             rule = self.rules_by_site[site_id][index]
             try:
                 signals = rule.on_tick(now)
@@ -153,6 +166,7 @@ class RuleEngine:
         out += self._alerts.release_pending(now)
         out += self._alerts.close_orphans(now)
         out += self._alerts.escalate(now)
+        self.changed.update(t.site_id for t in out)
         return out
 
     def acknowledge(self, alert_id: str, by: str, now: Instant) -> list[AlertTransition]:
@@ -161,7 +175,16 @@ class RuleEngine:
         Raises:
             UnknownAlert: `alert_id` is not open.
         """
-        return self._alerts.acknowledge(alert_id, by, self._engine_time(now))
+        site_id = self.site_of_alert(alert_id)
+        out = self._alerts.acknowledge(alert_id, by, self._engine_time(now))
+        if site_id is not None:
+            self.changed.add(site_id)
+        return out
+
+    def site_of_alert(self, alert_id: str) -> str | None:
+        """The site of an open alert (None when it is not open)."""
+        alert = self._alerts.open.get(alert_id)
+        return site_of(alert.rule_key) if alert is not None else None
 
     def mark_test(self, alert_id: str) -> AlertTransition | None:
         """Mark an open alert as a walk test's (`AlertLifecycle.mark_test`)."""
@@ -200,11 +223,19 @@ class RuleEngine:
 
     # -- persistence ----------------------------------------------------------
 
-    def snapshot(self, now: Instant) -> dict[str, Any]:
-        """Everything needed to carry on after a restart, as JSON-able data."""
+    def snapshot(self, now: Instant, only: Collection[str] | None = None) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as JSON-able data; with `only`,
+        of those sites only (to be stored as parts: `split_snapshot`)."""
         now = self._engine_time(now)
-        state = take_snapshot(now, self._alerts, self.sites, self.rules_by_site)
-        self._refresh_all()  # rules bring their accounting up to date while saving
+        state = take_snapshot(now, self._alerts, self.sites, self.rules_by_site, only)
+        if only is None:
+            self.changed.clear()
+            self._refresh_all()  # rules bring their accounting up to date while saving
+        else:
+            self.changed.difference_update(only)
+            for site_id in only:
+                for index, rule in enumerate(self.rules_by_site.get(site_id, ())):
+                    self._deadlines.refresh(site_id, index, rule)
         return state
 
     def downtime_credit(self, saved_mono: float, saved_wall: datetime, now: Instant) -> float:

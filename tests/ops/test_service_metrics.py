@@ -46,6 +46,10 @@ async def test_metrics_from_a_running_gateway(tmp_path: Path, broker: MosquittoB
 
     lines = set(text.splitlines())
     assert "hearthgate_uplink_connected 1" in lines
+    # The loop-lag probe runs as a supervised task of the gateway (issue 17).
+    assert "loop-lag" in gw.supervisor.tasks  # type: ignore[union-attr]
+    assert any(line.startswith("hearthgate_loop_lag_seconds ") for line in lines)
+    assert any(line.startswith("hearthgate_loop_lag_max_seconds ") for line in lines)
     assert 'hearthgate_alerts_total{type="sos",state="raised"} 1' in lines
     assert any(line.startswith('hearthgate_observations_total{metric="sos"} ') for line in lines)
     assert any(line.startswith('hearthgate_uplink_published_total{kind="alert"} ')

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from hearthgate.devkit.testkit import PlatformSubscriber, run_cli
+from hearthgate.store import state
 
 GW = "gw-test-0001"
 P = f"hearthgate/{GW}"
@@ -28,7 +29,7 @@ def outbox_alerts(tmp: Path) -> list[dict]:
         rows = conn.execute("SELECT payload FROM outbox WHERE kind='alert' ORDER BY seq").fetchall()
     finally:
         conn.close()
-    return [json.loads(r[0]) for r in rows]
+    return [state.decode(r[0]) for r in rows]  # an alert's payload is packed (state.pack)
 
 
 def raised(body: dict) -> bool:
