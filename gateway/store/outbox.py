@@ -324,7 +324,7 @@ class Outbox:
                 if cur.rowcount:
                     await alert_log.delivered(db, json.loads(item.payload)["alert_id"])
 
-        await self._writer.write(job, durable=False, defer=True)
+        await self._writer.write(job, durable=False, defer=True, yields=True)
 
     async def received(self, event_ids: Sequence[str]) -> None:
         """The platform's receipt: remove the alert transitions with these event_ids. Ones
@@ -353,7 +353,7 @@ class Outbox:
             )
             self._gone.update(int(r[0]) for r in seqs)
             self._gone.update(i.seq for i in items)
-        await self._writer.write(job, durable=False, defer=True)
+        await self._writer.write(job, durable=False, defer=True, yields=True)
 
     async def depth(self) -> dict[Priority, int]:
         """Items waiting on disk, per priority class."""

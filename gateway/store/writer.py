@@ -97,6 +97,27 @@ async def _nothing(db: aiosqlite.Connection) -> None:
     return None
 
 
+# A queued write: the job, whether it must be durable, its result, whether it yields.
+_Queued = tuple[Job, bool, "asyncio.Future[Any]", bool]
+_Group = list[tuple[Job, bool, "asyncio.Future[Any]"]]
+
+
+def split_group(queued: list[_Queued]) -> list[_Group]:
+    """The transactions to commit what is queued, in order: one, unless a durable write
+    waits beside writes that yield (deletions of what the uplink delivered). Those go in a
+    second transaction after it, so that an alert's fsync neither waits for their work nor
+    carries their pages (a drain deletes ~45 KB batches, overflow pages and freelist, every
+    few milliseconds). They commute with everything: a deletion is of rows PUBACKed, i.e.
+    committed before; the alert log's `pending` is a count. (At the telemetry bound, a
+    batch added in the first may count a delivered one a moment longer than it is kept.)"""
+    jobs = [q[:3] for q in queued]
+    if not any(q[1] for q in queued) or not any(q[3] for q in queued):
+        return [jobs]
+    first = [q[:3] for q in queued if not q[3]]
+    second = [q[:3] for q in queued if q[3]]
+    return [first, second]
+
+
 class Writer:
     """The one writer of a store's database: a queue of jobs, committed in groups.
 
@@ -122,7 +143,7 @@ class Writer:
         self.db = db
         self.path = path
         self.holding: Holding = holding if holding is not None else NothingHeld()
-        self._queue: asyncio.Queue[tuple[Job, bool, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.commits = 0
         self._checkpointer: aiosqlite.Connection | None = None
@@ -152,7 +173,8 @@ class Writer:
             jobs = [first]
             while not self._queue.empty() and len(jobs) < GROUP_MAX:
                 jobs.append(self._queue.get_nowait())
-            await self._commit_group(jobs)
+            for group in split_group(jobs):
+                await self._commit_group(group)
             for _ in jobs:
                 self._queue.task_done()
             self._maybe_checkpoint()
@@ -175,7 +197,7 @@ class Writer:
                 pass
             self.task = None
         while not self._queue.empty():
-            await self._commit_group([self._queue.get_nowait()])
+            await self._commit_group([self._queue.get_nowait()[:3]])
         if self._deferred and not await self.retry_deferred():
             log.critical(
                 "stopping with %d writes (%d alert transitions) that the disk would not take",
@@ -246,15 +268,17 @@ class Writer:
             if not fut.done():
                 fut.set_result(result)
 
-    async def write(self, job: Job, durable: bool, *, defer: bool = False) -> Any:
+    async def write(self, job: Job, durable: bool, *, defer: bool = False,
+                    yields: bool = False) -> Any:
         """Commit `job` (through the writer task). With `defer`, a write the disk cannot take
-        is kept and replayed later instead of failing; it then returns None."""
+        is kept and replayed later instead of failing; it then returns None. With `yields`
+        (see `split_group`), a durable write queued beside it commits first, without it."""
         if defer and self._deferred:
             # Already degraded: queue behind the earlier failures so that order is kept.
             self._deferred.append(job)
             return None
         try:
-            return await self.commit(job, durable)
+            return await self.commit(job, durable, yields=yields)
         except Exception as exc:
             if not (defer and storage_failure(exc)):
                 raise
@@ -262,7 +286,8 @@ class Writer:
             self._deferred.append(job)
             return None
 
-    async def commit(self, job: Job, durable: bool, *, inline: bool = False) -> Any:
+    async def commit(self, job: Job, durable: bool, *, inline: bool = False,
+                     yields: bool = False) -> Any:
         """Commit `job` and return its result; its exception, or a storage failure, raises."""
         if inline or self.task is None:
             # No writer task (tools, tests): commit inline.
@@ -270,7 +295,7 @@ class Writer:
             await self._commit_group([(job, durable, fut)])
             return await fut
         fut = asyncio.get_running_loop().create_future()
-        await self._queue.put((job, durable, fut))
+        await self._queue.put((job, durable, fut, yields))
         return await fut
 
     # -- degraded mode (disk full) ------------------------------------------------------
@@ -299,7 +324,7 @@ class Writer:
         if self.task is not None:
             # Wake the writer so that it starts retrying (it may be waiting for work forever).
             kick: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait((_nothing, False, kick))
+            self._queue.put_nowait((_nothing, False, kick, False))
         log.critical(
             "STORAGE FAILURE: cannot write %s (%s); alerts are held in memory and still sent,"
             " telemetry is dropped until the disk takes writes again", self.path, exc,
