@@ -115,6 +115,13 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Seconds the process's main thread (its event loop) spent runnable but waiting for a
+    CPU (`/proc/PID/task/PID/schedstat`, second field): what a loaded machine takes from it."""
+    fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(fields[1]) / 1e9
+
+
 def proc_write_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
         if line.startswith("write_bytes:"):
@@ -653,3 +660,66 @@ def top_frames(raw: Path, n: int = 15, ours: str = "hearthgate") -> list[tuple[f
     out = [(c / samples, f) for f, c in ranked if ours in f or "aiosqlite" in f
            or "paho" in f or "aiomqtt" in f or "json" in f or "sqlite3" in f]
     return out[:n]
+
+
+def telemetry_payloads(devices: list[Button], readings: int, per_batch: int = 500
+                       ) -> list[tuple[str, int]]:
+    """`readings` readings as the gateway's own `P/telemetry` batches (payload, count)."""
+    out = []
+    for start in range(0, readings, per_batch):
+        n = min(per_batch, readings - start)
+        batch = [{"device_id": devices[(start + j) % len(devices)].id,
+                  "site_id": devices[(start + j) % len(devices)].site,
+                  "metric": "battery_pct", "value": 50 + j % 50, "unit": "%",
+                  "ts": "2026-12-01T12:00:00+08:00"} for j in range(n)]
+        out.append((json.dumps({"schema": "hearthgate.telemetry/1", "readings": batch},
+                               separators=(",", ":")), n))
+    return out
+
+
+def seed_outbox(tmp: Path, payloads: list[tuple[str, int]]) -> None:
+    """Put telemetry batches into a stopped gateway's outbox through its own store: what an
+    outage leaves there, without waiting for the gateway to ingest it at this machine's
+    pace (the drain is what is measured)."""
+    import asyncio
+
+    from hearthgate.store import Store
+
+    async def seed() -> None:
+        store = await Store.open(tmp / "data")
+        try:
+            await store.add_telemetry(payloads)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+
+
+def restart_with_backlog(gw: GatewayProcess, config: Path, plat: MosquittoBroker,
+                         platform: Probe, z2m: Probe, devices: list[Button], tmp: Path,
+                         readings: int, counter: TelemetryCounter
+                         ) -> tuple[GatewayProcess, int, float, float]:
+    """An outage with a backlog, quickly: stop the gateway and the platform broker, seed
+    `readings` into the outbox, start the gateway (the uplink down) and, once its bus
+    takes readings again, the broker. Returns (the new gateway, readings in the outbox,
+    seconds it took, the time the broker was started)."""
+    t0 = time.monotonic()
+    gw.stop()
+    plat.stop()
+    platform.__exit__()
+    seed_outbox(tmp, telemetry_payloads(devices, readings))
+    gw = GatewayProcess(config, env=gw.env)
+    gw.start()
+    seeded, _ = outbox_readings(tmp)
+    deadline = time.monotonic() + 30
+    # Ready when a reading published on the home broker reaches the outbox.
+    while outbox_readings(tmp)[0] <= seeded:
+        if gw.proc is None or gw.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gateway not taking readings:\n{gw.log_text()[-3000:]}")
+        z2m.publish(devices[0].topic, reading_payload(0))
+        time.sleep(0.3)
+    stored, _ = outbox_readings(tmp)
+    counter.reset()
+    started = time.monotonic()
+    plat.start()
+    return gw, stored, started - t0, started
