@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hearthgate.devkit.local_broker import MosquittoBroker, mosquitto_binary  # noqa: E402
+from hearthgate.devkit.local_broker import MosquittoBroker, free_port, mosquitto_binary  # noqa: E402,F401
 from hearthgate.devkit.testkit import GatewayProcess, config_head  # noqa: E402
 
 GW = "gw-bench-0001"
@@ -113,6 +113,13 @@ def proc_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def run_delay_seconds(pid: int) -> float:
+    """Seconds the process's main thread (its event loop) spent runnable but waiting for a
+    CPU (`/proc/PID/task/PID/schedstat`, second field): what a loaded machine takes from it."""
+    fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(fields[1]) / 1e9
 
 
 def proc_write_bytes(pid: int) -> int:
@@ -257,6 +264,7 @@ def buttons(prefix: str, n: int) -> list[Button]:
 def write_config(
     tmp: Path, plat: MosquittoBroker, local: MosquittoBroker, devices: list[Button], *,
     telemetry_interval: str = "1s", log_level: str = "warning", data_dir: Path | None = None,
+    metrics_port: int | None = None,
 ) -> Path:
     """A gateway config: every device a zigbee2mqtt sos_button at its own site with `sos`."""
     dev_lines = "\n".join(
@@ -273,7 +281,8 @@ def write_config(
         # count raw readings at the platform.
         config_head(GW, data_dir or tmp / "data", plat.port, local.port, log_level=log_level,
                     telemetry_interval=telemetry_interval,
-                    raw_reason="benchmarks count raw readings end to end")
+                    raw_reason="benchmarks count raw readings end to end",
+                    metrics_listen=f"{HOST}:{metrics_port}" if metrics_port else None)
         + f"""devices:
 {dev_lines}
 sites:
@@ -515,3 +524,202 @@ def outage_with_backlog(plat: MosquittoBroker, platform: Probe, local_port: int,
     started = time.monotonic()
     plat.start()
     return stored, fill_s, started
+
+
+# -- same-run references and instruments -------------------------------------------
+
+
+def durable_commit_once(conn: sqlite3.Connection, i: int) -> float:
+    """One bare durable SQLite commit (WAL, synchronous=FULL, one small row): seconds."""
+    t0 = time.monotonic()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO t(v) VALUES (?)", (f"reference commit {i}",))
+    conn.execute("COMMIT")
+    return time.monotonic() - t0
+
+
+def durable_connection(directory: Path) -> sqlite3.Connection:
+    """A scratch database on the gateway's disk, set up as the gateway's store is (WAL,
+    synchronous=FULL): the floor of an alert's durable commit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(directory / "reference.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+    return conn
+
+
+class References:
+    """The SOS bound's references, sampled on threads of their own while a phase runs:
+    a bare durable commit on the gateway's disk and a publish → subscribe round trip through
+    the home's broker, every `gap` seconds, until `stop()`. Same load, same seconds."""
+
+    def __init__(self, port: int, directory: Path, gap: float = 0.03) -> None:
+        self.port, self.directory, self.gap = port, directory, gap
+        self.commits: list[float] = []
+        self.hops: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._commit_loop, daemon=True),
+                         threading.Thread(target=self._hop_loop, daemon=True)]
+
+    def start(self) -> References:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> References:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+        return self
+
+    def _commit_loop(self) -> None:
+        conn = durable_connection(self.directory)
+        try:
+            i = 0
+            while not self._stop.wait(self.gap):
+                self.commits.append(durable_commit_once(conn, i))
+                i += 1
+        finally:
+            conn.close()
+
+    def _hop_loop(self) -> None:
+        topic = f"bench/ref/{os.getpid()}/{id(self)}"
+        with Probe(self.port, (topic,), name="ref-sub") as sub, \
+                Probe(self.port, name="ref-pub") as pub:
+            sent: dict[int, float] = {}
+            i = 0
+            while not self._stop.wait(self.gap):
+                sent[i] = pub.publish(topic, str(i).encode())
+                i += 1
+            sub.wait(lambda: len(sub.messages) >= i, 5)
+            self.hops = [at - sent[int(p)] for _t, p, at in sub.messages if int(p) in sent]
+
+    def bound(self) -> float:
+        """durable-commit p99 + one-hop p99 + 5 ms, in seconds."""
+        return pct(self.commits, 99) + pct(self.hops, 99) + 0.005
+
+
+def gateway_metric(port: int, name: str) -> float:
+    """One unlabelled sample from the gateway's /metrics endpoint (NaN if absent)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+class Spy:
+    """py-spy recording a process until `stop()` (when py-spy is installed and `out` given):
+    a flame graph (`.svg`) or collapsed stacks (any other name, `--format raw`)."""
+
+    def __init__(self, pid: int, out: str | None, rate: int = 100) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if out is None or not Path(spy).exists():
+            return
+        fmt = "flamegraph" if out.endswith(".svg") else "raw"
+        self.proc = subprocess.Popen(
+            # --nonblocking: sampling must not stop the gateway (it would add to its latency).
+            [spy, "record", "-p", str(pid), "-o", out, "-r", str(rate), "-f", fmt,
+             "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> str:
+        """Stop recording (py-spy writes its file on SIGINT); its stderr, for errors."""
+        if self.proc is None:
+            return ""
+        import signal
+
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _out, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _out, err = self.proc.communicate()
+        return err.decode(errors="replace")
+
+
+def top_frames(raw: Path, n: int = 15, ours: str = "hearthgate") -> list[tuple[float, str]]:
+    """From py-spy's collapsed stacks: the share of samples in which each function is on
+    the stack (inclusive), the n largest; `ours` keeps frames from that package and the
+    libraries on its I/O paths."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples += int(count)
+        for frame in set(stack.split(";")):
+            totals[frame] = totals.get(frame, 0) + int(count)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    out = [(c / samples, f) for f, c in ranked if ours in f or "aiosqlite" in f
+           or "paho" in f or "aiomqtt" in f or "json" in f or "sqlite3" in f]
+    return out[:n]
+
+
+def telemetry_payloads(devices: list[Button], readings: int, per_batch: int = 500
+                       ) -> list[tuple[str, int]]:
+    """`readings` readings as the gateway's own `P/telemetry` batches (payload, count)."""
+    out = []
+    for start in range(0, readings, per_batch):
+        n = min(per_batch, readings - start)
+        batch = [{"device_id": devices[(start + j) % len(devices)].id,
+                  "site_id": devices[(start + j) % len(devices)].site,
+                  "metric": "battery_pct", "value": 50 + j % 50, "unit": "%",
+                  "ts": "2026-12-01T12:00:00+08:00"} for j in range(n)]
+        out.append((json.dumps({"schema": "hearthgate.telemetry/1", "readings": batch},
+                               separators=(",", ":")), n))
+    return out
+
+
+def seed_outbox(tmp: Path, payloads: list[tuple[str, int]]) -> None:
+    """Put telemetry batches into a stopped gateway's outbox through its own store: what an
+    outage leaves there, without waiting for the gateway to ingest it at this machine's
+    pace (the drain is what is measured)."""
+    import asyncio
+
+    from hearthgate.store import Store
+
+    async def seed() -> None:
+        store = await Store.open(tmp / "data")
+        try:
+            await store.add_telemetry(payloads)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+
+
+def restart_with_backlog(gw: GatewayProcess, config: Path, plat: MosquittoBroker,
+                         platform: Probe, z2m: Probe, devices: list[Button], tmp: Path,
+                         readings: int, counter: TelemetryCounter
+                         ) -> tuple[GatewayProcess, int, float, float]:
+    """An outage with a backlog, quickly: stop the gateway and the platform broker, seed
+    `readings` into the outbox, start the gateway (the uplink down) and, once its bus
+    takes readings again, the broker. Returns (the new gateway, readings in the outbox,
+    seconds it took, the time the broker was started)."""
+    t0 = time.monotonic()
+    gw.stop()
+    plat.stop()
+    platform.__exit__()
+    seed_outbox(tmp, telemetry_payloads(devices, readings))
+    gw = GatewayProcess(config, env=gw.env)
+    gw.start()
+    seeded, _ = outbox_readings(tmp)
+    deadline = time.monotonic() + 30
+    # Ready when a reading published on the home broker reaches the outbox.
+    while outbox_readings(tmp)[0] <= seeded:
+        if gw.proc is None or gw.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gateway not taking readings:\n{gw.log_text()[-3000:]}")
+        z2m.publish(devices[0].topic, reading_payload(0))
+        time.sleep(0.3)
+    stored, _ = outbox_readings(tmp)
+    counter.reset()
+    started = time.monotonic()
+    plat.start()
+    return gw, stored, started - t0, started

@@ -27,7 +27,7 @@ import aiomqtt
 from pydantic import Field, SecretStr
 
 from hearthgate.core.durations import Duration
-from hearthgate.core.mqtt_socket import NO_DELAY
+from hearthgate.core.mqtt_socket import NO_DELAY, read_in_bursts
 from hearthgate.core.options import BusConfig, Options
 from hearthgate.drivers.base import BusType, DriverContext
 
@@ -138,6 +138,7 @@ class MqttBus:
                     timeout=10,
                     socket_options=NO_DELAY,
                 ) as client:
+                    read_in_bursts(client)
                     for topic_filter in sorted({f for f, _ in self.handlers}):
                         await client.subscribe(topic_filter, qos=1)
                     self.connected.set()

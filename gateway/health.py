@@ -79,6 +79,9 @@ class DeviceHealth:
         self.devices = {d.id: DeviceState(d, config.silence_limit(d)) for d in config.devices}
         self.started: float | None = None
         self._states: dict[str, str] = {}
+        # A device observed whose state differs from the last `changed` call's: cheap to
+        # know per observation, so that a device back (or gone) is not left to a rarer scan.
+        self.news = False
 
     def start(self, now: Instant) -> None:
         if self.started is None:
@@ -125,6 +128,11 @@ class DeviceHealth:
         state = self.devices.get(obs.device_id)
         if state is None:
             return
+        self._observe(state, obs)
+        if not self.news and state.state(obs.at, self.started) != self._states.get(obs.device_id):
+            self.news = True
+
+    def _observe(self, state: DeviceState, obs: Observation) -> None:
         if obs.metric == "warning":
             # What a driver found wrong with the device's setup: shown, not a sign of life.
             state.values["warning"] = obs.value
@@ -153,6 +161,7 @@ class DeviceHealth:
         current = {d: s.state(now, self.started) for d, s in self.devices.items()}
         changed = current != self._states
         self._states = current
+        self.news = False
         return changed
 
     def next_expiry(self, now: Instant) -> float | None:

@@ -58,7 +58,8 @@ log = logging.getLogger("hearthgate.service")
 STATE_SAVE_INTERVAL = 300.0  # rule and device state between alert commits (SD-card wear)
 METRICS_INTERVAL = 15.0  # outbox depth query and textfile refresh
 MAX_BATCH = 2000  # observations per pass of the rules loop
-HOUSEKEEPING_EVERY = 0.05  # s; rule ticks and device health checks while observations stream
+HOUSEKEEPING_EVERY = 0.05  # s; rule ticks while observations stream
+SCAN_EVERY = 1.0  # s; coverage and device health over every site and device, while busy
 PRUNE_INTERVAL = 3600.0  # s between retention passes (docs/privacy.md)
 PRUNE_AGAIN = 60.0  # s to the next pass while a pass found more than its bound
 PRUNE_LIMIT = 500  # rows per area and pass: the writer never stalls on one huge DELETE
@@ -411,30 +412,32 @@ class Gateway:
         assert self.uplink is not None
         devices_every = self.config.uplink.devices_interval
         next_devices = 0.0
-        last_house = float("-inf")
-        house_pending = False
+        last_house = last_scan = devices_sent = float("-inf")
+        devices_changed = False
+        house_pending = scan_pending = False
+        # When the scan's own deadlines fall (a device offline by silence, a resident away,
+        # P/devices due): computed by each scan, over every device and site, not per message.
+        scan_deadline: float | None = None
         while True:
             batch = self._drain()
             if not batch:
-                if house_pending:
-                    # The checks deferred below are due soon; they recompute the deadlines.
-                    deadline: float | None = last_house + HOUSEKEEPING_EVERY
-                else:
-                    at = self.clock.now()
-                    deadline = min(
-                        (d for d in (self.engine.next_deadline(), self.health.next_expiry(at),
-                                     self.engine.coverage_deadline(at), next_devices)
-                         if d is not None),
-                        default=None,
-                    )
+                # The checks deferred below are due soon; they recompute the deadlines.
+                due = [self.engine.next_deadline(),
+                       last_house + HOUSEKEEPING_EVERY if house_pending else None,
+                       last_scan + SCAN_EVERY if scan_pending else scan_deadline]
+                deadline = min((d for d in due if d is not None), default=None)
                 obs = await self._next_observation(deadline)
                 batch = [obs] if obs is not None else []
                 batch += self._drain()
             now = self.clock.now()
-            # Observations arrive one per event-loop turn under load: the checks over
-            # every rule and device run at most every HOUSEKEEPING_EVERY while busy, not
-            # once per message. Signals from observations (an SOS) are never deferred.
+            # Observations arrive one per event-loop turn under load: rule ticks run at most
+            # every HOUSEKEEPING_EVERY while busy, not once per message. Signals from
+            # observations (an SOS) are never deferred.
             house = not batch or now.mono - last_house >= HOUSEKEEPING_EVERY
+            # What goes over every site and device (coverage, who is online, P/devices) is
+            # rarer still while busy: at 20 passes a second, 550 sites' coverage alone took
+            # most of the loop (py-spy, docs/performance.md), and an SOS waits for the loop.
+            scan = not batch or now.mono - last_scan >= SCAN_EVERY
             transitions: list[AlertTransition] = []
             async with self._engine_lock:
                 for obs in batch:
@@ -450,24 +453,39 @@ class Gateway:
                         full = self.batcher.add(obs)
                         if full is not None:
                             await self.uplink.offer_telemetry(full, 500)
+                # ...but a device heard back (or said gone) is shown at the next tick.
+                scan = scan or (house and self.health.news)
                 if house:
                     transitions += self.engine.on_tick(now)
                 if transitions:
                     await self._commit(transitions, now)
             house_pending = not house
+            scan_pending = not scan
             if house:
                 last_house = now.mono
+            if scan:
+                last_scan = now.mono
                 self._update_coverage(now)
                 if self.walk is not None and self.walk.idle:
                     log.info("walk test %s ended: nobody is watching it", self.walk.id)
                     self.walk.end("idle")
                     self.walk = None
-                changed = self.health.changed(now)
-                if changed or now.mono >= next_devices:
+                devices_changed = self.health.changed(now) or devices_changed
+                # P/devices (every device, JSON) at most once a SCAN_EVERY: 550 devices heard
+                # for the first time must not make 550 snapshots.
+                if ((devices_changed and now.mono - devices_sent >= SCAN_EVERY)
+                        or now.mono >= next_devices):
                     self.uplink.set_devices(self.health.payload(now, self.raw_sites))
                     next_devices = now.mono + devices_every
+                    devices_sent, devices_changed = now.mono, False
                 if now.mono - self._last_state_save >= STATE_SAVE_INTERVAL:
                     await self._save_state(now)
+                scan_deadline = min(
+                    (d for d in (self.health.next_expiry(now), self.engine.coverage_deadline(now),
+                                 devices_sent + SCAN_EVERY if devices_changed else next_devices)
+                     if d is not None),
+                    default=None,
+                )
             self._page_changed()
             for _ in batch:
                 self.queue.task_done()

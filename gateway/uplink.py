@@ -60,6 +60,7 @@ PUBACK_TIMEOUT = 10.0
 ALERT_WINDOW = 100
 TELEMETRY_WINDOW = 8
 BACKLOG_WINDOW = 2  # of those, stored (backlog) batches: 1,000 readings per round trip
+PAHO_INFLIGHT = 2 * ALERT_WINDOW + TELEMETRY_WINDOW + 16
 HOT_TELEMETRY_LIMIT = 32  # batches held in memory before they spill to the store
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 2.0
@@ -312,7 +313,12 @@ class Uplink:
             keepalive=max(5, int(up.keepalive)),
             tls_context=tls_context,
             timeout=10,
-            max_inflight_messages=ALERT_WINDOW + TELEMETRY_WINDOW + 8,
+            # Room for every window at once (urgent, other alerts, telemetry) and a few
+            # one-off publishes (status, devices, results): beyond paho's limit a publish
+            # waits in paho's own FIFO queue, and an SOS would wait there behind the other
+            # classes' publishes (it was ALERT_WINDOW + TELEMETRY_WINDOW + 8: 100 other
+            # alerts in flight and 16 more publishes queued the next SOS in paho).
+            max_inflight_messages=PAHO_INFLIGHT,
             max_queued_incoming_messages=1000,
             socket_options=NO_DELAY,
         )

@@ -3,7 +3,42 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
+
+import paho.mqtt.client as mqtt
 
 # Small MQTT packets (an SOS, a PUBACK, an ack's result) go out at once, not after Nagle's
 # wait for more data: that wait cost ~40 ms on every round trip.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+# Packets read per readable event at most (see `read_in_bursts`).
+READ_BURST = 32
+
+
+def read_in_bursts(client: Any, packets: int = READ_BURST) -> None:
+    """Make an aiomqtt client read up to `packets` MQTT packets each time its socket is
+    readable, instead of paho's one.
+
+    paho's `loop_read` reads one packet per call unless messages of its own are in flight
+    (it ignores its `max_packets` argument), and aiomqtt calls it once per readable event:
+    once per event-loop turn. A device bus receiving hundreds of messages a second then
+    fell behind by whole seconds whenever turns grew long (a drain's publishes, a scan), and
+    an SOS waited in the socket behind the readings before it (py-spy and the bench's
+    breakdown, docs/performance.md). Reading stops at the first packet not yet complete
+    (paho keeps the partial one), so a turn never waits for the network.
+    """
+    paho = client._client  # aiomqtt's paho client: the one reader of this socket
+
+    def loop_read(max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        own = len(paho._out_messages) + len(paho._in_messages)
+        for _ in range(max(packets, own, 1)):
+            if paho._sock is None:
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = paho._packet_read()
+            if rc > 0:
+                return paho._loop_rc_handle(rc)
+            if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    paho.loop_read = loop_read

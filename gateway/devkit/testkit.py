@@ -213,6 +213,7 @@ def config_head(
     gateway_id: str, data_dir: Path, platform_port: int, home_port: int, *,
     log_level: str | None = None, telemetry_interval: str = "1s",
     devices_interval: str | None = None, raw_reason: str | None = None,
+    metrics_listen: str | None = None,
 ) -> str:
     """The `gateway:`, `uplink:` and `buses:` sections of a test gateway's YAML config: the
     platform's broker and the home's zigbee2mqtt broker (bus `zigbee`), both on loopback.
@@ -224,6 +225,8 @@ def config_head(
     ]
     if log_level is not None:
         lines.append(f"  log_level: {log_level}")
+    if metrics_listen is not None:
+        lines.append(f"  metrics_listen: {metrics_listen}")
     if raw_reason is not None:
         lines += ["  telemetry: raw", f"  telemetry_reason: {json.dumps(raw_reason)}"]
     lines += [
