@@ -134,6 +134,8 @@ PATTERNS: list[tuple[str, str]] = [
     ("secret '{name}' cannot be read: {why}", "无法读取密钥 '{name}'：{why}"),
     ("'{value}' is not a duration: use a number with a unit, like 500ms, 30s, 10m, 12h or 3d",
      "'{value}' 不是时长：请写数字加单位，例如 500ms、30s、10m、12h 或 3d"),
+    ("'{value}' is not a time of day: use HH:MM, like 07:00 or 22:30",
+     "'{value}' 不是一天中的时间：请写 HH:MM，例如 07:00 或 22:30"),
     ("'{value}' is not a valid gateway id: use 3 to 64 characters of a-z, 0-9 and '-'",
      "'{value}' 不是有效的网关 id：请使用 3 到 64 个 a-z、0-9 和 '-' 字符"),
     ("should be {choices}, got {value}", "应为 {choices}，实际为 {value}"),
