@@ -1,14 +1,19 @@
 """OSDP readers at addresses the config does not name (walk test only): the driver asks the
 other addresses one per round and reports the readers that answer; in service it asks none.
 A real pty, the serial bus and the driver; the line answers what a script says, bad replies
-included."""
+included; and libosdp's reader as the independent peer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import tty
 from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
+from osdp import KeyStore, LibFlag, LogLevel, PDInfo, PeripheralDevice
 
 from hearthgate.core.clock import SystemClock
 from hearthgate.drivers.base import DriverContext
@@ -18,6 +23,7 @@ from hearthgate.registry import STANDARD
 from hearthgate.simulators.links import PtyLink
 from hearthgate.simulators.osdp import OSDPPeripheral
 from tests.presence.conftest import make_config, make_ctx, scripted_pd, wait_until
+from tests.presence.test_osdp_libosdp import CAPS, PtyChannel
 
 
 def _reply(address: int, code: int, data: bytes, p: OSDPPacket) -> bytes:
@@ -112,3 +118,49 @@ async def test_walk_test_finds_readers_at_other_addresses_bad_replies_ignored(
         # Polling goes on between probes: one probe per round at most.
         first, last = line.asked.index(2), line.asked.index(10)
         assert line.asked[first:last].count(1) >= 8
+
+
+@pytest.mark.parametrize("enforce", [False, True], ids=["plain", "enforces-secure-channel"])
+async def test_walk_test_finds_a_libosdp_reader_at_another_address(enforce: bool) -> None:
+    """The independent peer: libosdp 3.2.9's reader set to address 4 while the config says 1
+    (its DIP switches moved); also when it enforces the secure channel (it answers then, if
+    only with a NAK, and that is enough to be found)."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    channel = PtyChannel(master)
+    info = (PDInfo(4, channel, scbk=KeyStore.gen_key(), flags=[LibFlag.EnforceSecure])
+            if enforce else PDInfo(4, channel))
+    pd = PeripheralDevice(info, CAPS, log_level=LogLevel.Error)
+    cfg = make_config(
+        [{"id": "door-rs485", "type": "serial", "port": os.ttyname(slave), "baudrate": 115200,
+          "parity": "N", "timeout": "300ms"}],
+        [{"id": "gate-a", "site": "block-a", "kind": "access_controller", "protocol": "osdp",
+          "bus": "door-rs485", "address": 1, "poll": "50ms", "reply_timeout": "100ms"}],
+    )
+    ctx, _ = make_ctx(SystemClock())
+    heard: Heard = []
+    ctx.on_unknown = lambda *item: heard.append(item)
+    ctx.walking = lambda: True
+    bus = STANDARD.bus_types["serial"].open(cfg.buses[0], ctx)
+    driver = STANDARD.protocols["osdp"].create(bus, list(cfg.devices), ctx)
+    pd.start()
+    tasks = [asyncio.create_task(driver.run()), asyncio.create_task(bus.run())]
+    try:
+        await wait_until(lambda: bool(heard), within=20)
+        assert heard[0] == ("osdp", "door-rs485 address 4", {
+            "id": "reader-4", "kind": "access_controller", "protocol": "osdp",
+            "bus": "door-rs485", "address": 4})
+        assert {key for _, key, _ in heard} == {"door-rs485 address 4"}
+        # The configured address is silent: that reader is (rightly) not online.
+        assert not driver.pds[0].ready
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        pd.teardown()
+        os.close(master)
+        os.close(slave)
