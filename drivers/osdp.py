@@ -58,6 +58,7 @@ import contextlib
 import logging
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -259,20 +260,9 @@ class OSDPDriver:
                           use_crc=options.use_crc).encode()
         if options.mark_byte:
             wire = bytes([MARK]) + wire
-        decoder = OSDPStreamDecoder()
-
-        def parse(buf: bytearray) -> OSDPPacket | None:
-            while (item := decoder.take(buf)) is not None:
-                if isinstance(item, CodecError):
-                    if item.kind == "garbage" and SOM not in item.data:
-                        continue
-                    raise _ReplyError("bad_packet", str(item), item.data)
-                if item.reply:
-                    return item
-            return None
-
         try:
-            reply = await self.bus.exchange(wire, parse, timeout=PROBE_TIMEOUT, retries=0)
+            reply = await self.bus.exchange(wire, _reply_reader(lambda _: None),
+                                            timeout=PROBE_TIMEOUT, retries=0)
         except (NoReply, BusDown, _ReplyError):
             # Silence is the usual answer; a damaged one is asked again next sweep. Nothing
             # is counted: no configured device said anything wrong.
@@ -372,25 +362,14 @@ class OSDPDriver:
         wire = session.seal(request) if session is not None else request.encode()
         if pd.options.mark_byte:
             wire = bytes([MARK]) + wire
-        decoder = OSDPStreamDecoder()
         ctx = self.ctx
 
-        def parse(buf: bytearray) -> OSDPPacket | None:
-            while (item := decoder.take(buf)) is not None:
-                if isinstance(item, CodecError):
-                    if item.kind == "garbage" and SOM not in item.data:
-                        # Noise before the reply's SOM: count it, keep reading the reply.
-                        ctx.frame_error(dev.id, "garbage", item.data, item.detail)
-                        continue
-                    # A damaged packet: fail now, so the retry (same sequence) comes soon.
-                    raise _ReplyError("bad_packet", str(item), item.data)
-                if item.reply:  # not our own request echoed by a half-duplex adapter
-                    return item
-            return None
+        def noise(item: CodecError) -> None:
+            ctx.frame_error(dev.id, "garbage", item.data, item.detail)
 
         try:
             reply = await self.bus.exchange(
-                wire, parse, timeout=pd.options.reply_timeout, retries=0
+                wire, _reply_reader(noise), timeout=pd.options.reply_timeout, retries=0
             )
         except NoReply:
             self._failed(pd, "timeout", f"no reply to {_name(request.code)}")
@@ -545,6 +524,27 @@ class OSDPDriver:
             # A reading of its own, so telemetry (which carries values) can carry it.
             self.ctx.emit(pd.config, "access_granted", granted, at=now,
                           attrs={"card": value})
+
+
+def _reply_reader(noise: Callable[[CodecError], None]
+                  ) -> Callable[[bytearray], OSDPPacket | None]:
+    """The `parse` of one exchange: the first reply packet on the line. Noise before the
+    reply's SOM goes to `noise` and the reply behind it is still read; a damaged packet
+    raises `_ReplyError` at once, so the retry (same sequence) comes soon."""
+    decoder = OSDPStreamDecoder()
+
+    def parse(buf: bytearray) -> OSDPPacket | None:
+        while (item := decoder.take(buf)) is not None:
+            if isinstance(item, CodecError):
+                if item.kind == "garbage" and SOM not in item.data:
+                    noise(item)
+                    continue
+                raise _ReplyError("bad_packet", str(item), item.data)
+            if item.reply:  # not our own request echoed by a half-duplex adapter
+                return item
+        return None
+
+    return parse
 
 
 def _name(code: int) -> str:
