@@ -43,6 +43,9 @@ class DriverContext:
     # them with a ready YAML entry): `(protocol, key, entry)`, where `entry` is the device's
     # `devices:` keys as far as the driver knows them.
     on_unknown: Callable[[str, str, dict[str, Any]], None] | None = None
+    # Whether a walk test is in progress: a driver may then look for devices it was not told
+    # of (the OSDP driver asks the addresses no reader has), which it must not do otherwise.
+    walking: Callable[[], bool] | None = None
     _reachable: dict[str, bool] = field(default_factory=dict)
     # `gateway.id`: what makes a bus's broker session this gateway's own (mqtt client ids).
     gateway_id: str = ""
@@ -97,6 +100,10 @@ class DriverContext:
             self.on_unknown(protocol, key, entry)
         except Exception:
             log.exception("unknown-device hook failed")
+
+    def walk_test_on(self) -> bool:
+        """A walk test is in progress (`hearthgate walktest`, the local page)."""
+        return self.walking is not None and self.walking()
 
     def set_reachable(self, device: DeviceConfig, reachable: bool, reason: str = "",
                       *, heard: bool = True) -> None:

@@ -36,6 +36,19 @@ given, `access_granted` (a reading, so telemetry can carry it).
 
 Polling starts once the port is open (or after a short grace when it never opens): a
 reader is not reported unreachable because the gateway asked before its port was there.
+
+Readers the config does not name (walk test only): while a walk test runs, each round of
+polls ends with one osdp_ID sent to the next address (0, 1, … 126) that no configured reader
+has; a reader answering there is reported through `ctx.heard_unknown` ("osdp", "BUS address
+N") with a ready `devices:` entry (its vendor, model and serial in the log). What installers
+meet is a reader whose DIP switches or config card left it at another address (most ship at
+0) than the config says: the checklist then shows the configured address never heard and the
+one that answers. Why a sweep and not the broadcast address 0x7F: every reader on the line
+answers a broadcast at once (their replies collide on the RS-485 pair), and a broadcast with
+sequence 0 restarts the session, secure channel included, of the configured readers too; an
+ID to an address nobody configured disturbs nobody. Why only during a walk test: each silent
+address costs a reply timeout of line time (at most `PROBE_TIMEOUT`) that delays the polls of
+the real readers, and a gateway in service talks to no device it was not told of.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import contextlib
 import logging
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +70,7 @@ from hearthgate.core.options import OptionError, Options
 from hearthgate.drivers import wiegand
 from hearthgate.drivers.base import ProtocolSpec
 from hearthgate.drivers.osdp_codec import (
+    BROADCAST,
     MARK,
     SOM,
     Command,
@@ -92,6 +107,7 @@ _CARD_RE = re.compile(r"^\s*\d{1,5}\s*:\s*\d{1,5}\s*$")
 _SCBK_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
 STARTUP_GRACE = 5.0  # real seconds to wait for the port before the first poll
 REFUSED_RETRY = 5.0  # real seconds before asking a reader that refused us again
+PROBE_TIMEOUT = 0.2  # s for a reader at an unconfigured address to answer (OSDP: 200 ms)
 
 
 class OSDPDeviceOptions(Options):
@@ -198,6 +214,11 @@ class OSDPDriver:
             assert isinstance(dev.options, OSDPDeviceOptions)
             self.pds.append(_Peripheral(dev, dev.options))
         self.poll_interval = min((p.options.poll for p in self.pds), default=1.0)
+        configured = {p.options.address for p in self.pds}
+        # Walk test: the addresses no configured reader has, asked one per round.
+        self.unconfigured = [a for a in range(BROADCAST) if a not in configured]
+        self._next_probe = 0
+        self._probe_logged: set[int] = set()
 
     async def run(self) -> None:
         # Poll only once the port is open: asking before would report every reader
@@ -209,6 +230,8 @@ class OSDPDriver:
         while True:
             for pd in self.pds:
                 await self.service(pd)
+            if self.ctx.walk_test_on():
+                await self.probe_next()
             # The poll cadence is the line's, like the bus's reply timeouts: real time, not
             # the gateway clock (a demo's accelerated clock must not flood the RS-485 line,
             # and a reader drops offline if it is not polled for 8 real seconds).
@@ -223,6 +246,41 @@ class OSDPDriver:
             return
         if await self.transact(pd, Command.POLL) is not None:
             self.ctx.set_reachable(pd.config, True)
+
+    async def probe_next(self) -> None:
+        """Send osdp_ID to the next unconfigured address; a reader that answers from it is
+        reported as heard but not configured (module docstring: readers the config does
+        not name)."""
+        if not self.unconfigured or not self.pds:
+            return
+        address = self.unconfigured[self._next_probe % len(self.unconfigured)]
+        self._next_probe += 1
+        options = self.pds[0].options  # the line's framing: CRC and mark byte as its readers
+        wire = OSDPPacket(address=address, code=Command.ID, data=b"\x00", sequence=0,
+                          use_crc=options.use_crc).encode()
+        if options.mark_byte:
+            wire = bytes([MARK]) + wire
+        try:
+            reply = await self.bus.exchange(wire, _reply_reader(lambda _: None),
+                                            timeout=PROBE_TIMEOUT, retries=0)
+        except (NoReply, BusDown, _ReplyError):
+            # Silence is the usual answer; a damaged one is asked again next sweep. Nothing
+            # is counted: no configured device said anything wrong.
+            return
+        if reply.address != address:
+            return
+        identity = None
+        if reply.code == Reply.PDID:
+            with contextlib.suppress(OSDPError):
+                identity = DeviceIdentity.decode(reply.data).label
+        if address not in self._probe_logged:
+            self._probe_logged.add(address)
+            log.info("osdp bus %s: a reader the config does not name answers at address %d%s",
+                     self.bus.id, address, f" ({identity})" if identity else "")
+        self.ctx.heard_unknown("osdp", f"{self.bus.id} address {address}", {
+            "id": f"reader-{address}", "kind": "access_controller", "protocol": "osdp",
+            "bus": self.bus.id, "address": address,
+        })
 
     async def _bring_up(self, pd: _Peripheral) -> None:
         pd.session = None
@@ -304,25 +362,14 @@ class OSDPDriver:
         wire = session.seal(request) if session is not None else request.encode()
         if pd.options.mark_byte:
             wire = bytes([MARK]) + wire
-        decoder = OSDPStreamDecoder()
         ctx = self.ctx
 
-        def parse(buf: bytearray) -> OSDPPacket | None:
-            while (item := decoder.take(buf)) is not None:
-                if isinstance(item, CodecError):
-                    if item.kind == "garbage" and SOM not in item.data:
-                        # Noise before the reply's SOM: count it, keep reading the reply.
-                        ctx.frame_error(dev.id, "garbage", item.data, item.detail)
-                        continue
-                    # A damaged packet: fail now, so the retry (same sequence) comes soon.
-                    raise _ReplyError("bad_packet", str(item), item.data)
-                if item.reply:  # not our own request echoed by a half-duplex adapter
-                    return item
-            return None
+        def noise(item: CodecError) -> None:
+            ctx.frame_error(dev.id, "garbage", item.data, item.detail)
 
         try:
             reply = await self.bus.exchange(
-                wire, parse, timeout=pd.options.reply_timeout, retries=0
+                wire, _reply_reader(noise), timeout=pd.options.reply_timeout, retries=0
             )
         except NoReply:
             self._failed(pd, "timeout", f"no reply to {_name(request.code)}")
@@ -477,6 +524,27 @@ class OSDPDriver:
             # A reading of its own, so telemetry (which carries values) can carry it.
             self.ctx.emit(pd.config, "access_granted", granted, at=now,
                           attrs={"card": value})
+
+
+def _reply_reader(noise: Callable[[CodecError], None]
+                  ) -> Callable[[bytearray], OSDPPacket | None]:
+    """The `parse` of one exchange: the first reply packet on the line. Noise before the
+    reply's SOM goes to `noise` and the reply behind it is still read; a damaged packet
+    raises `_ReplyError` at once, so the retry (same sequence) comes soon."""
+    decoder = OSDPStreamDecoder()
+
+    def parse(buf: bytearray) -> OSDPPacket | None:
+        while (item := decoder.take(buf)) is not None:
+            if isinstance(item, CodecError):
+                if item.kind == "garbage" and SOM not in item.data:
+                    noise(item)
+                    continue
+                raise _ReplyError("bad_packet", str(item), item.data)
+            if item.reply:  # not our own request echoed by a half-duplex adapter
+                return item
+        return None
+
+    return parse
 
 
 def _name(code: int) -> str:

@@ -102,10 +102,11 @@ def cmd_view(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    show = {"alerts": views.print_alerts, "devices": views.print_devices,
-            "status": views.print_status}[args.command]
-    return show(config, data_dir=Path(args.data_dir) if args.data_dir else None,
-                as_json=args.json)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.command == "alerts":
+        return views.print_alerts(config, data_dir=data_dir, as_json=args.json)
+    show = {"devices": views.print_devices, "status": views.print_status}[args.command]
+    return show(config, data_dir=data_dir, as_json=args.json, lang=args.lang)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = with_config(name, text)
         p.add_argument("--data-dir", help="override gateway.data_dir")
         p.add_argument("--json", action="store_true", help="JSON instead of a table")
+        if name != "alerts":
+            p.add_argument("--lang", choices=["zh", "en"],
+                           help="override gateway.language (--json stays English)")
         p.set_defaults(func=cmd_view)
 
     p = with_config("ack", "acknowledge an alert on the gateway itself, as local:NAME")

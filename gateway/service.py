@@ -133,6 +133,7 @@ class Gateway:
         self.tz = config.gateway.tz
         self.queue: asyncio.Queue[Observation] = asyncio.Queue()
         self.ctx = DriverContext(self.clock, self._accept, on_unknown=self._heard_unknown,
+                                 walking=lambda: self.walk is not None,
                                  gateway_id=config.gateway.id)
         self.health = DeviceHealth(config)
         self.engine = build_engine(config)

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from hearthgate.config import GatewayConfig
 from hearthgate.control import CONTROL_SOCKET, ControlError, ask
 from hearthgate.core.model import utc_now
+from hearthgate.messages import MESSAGES, text, translate
 from hearthgate.store import read_alerts, read_only, read_state
 
 EXIT_OK, EXIT_NOT_RUNNING = 0, 1
@@ -79,19 +80,35 @@ def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
         print(line, file=out)
 
 
-def _ago(iso: str | None, now: datetime) -> str:
+def reason_text(why: str, lang: str) -> str:
+    """A reason a device is offline or a rule blind in `lang`: its parts (joined by "; ",
+    outside parentheses) translated one by one; a part no template knows stays as it is."""
+    if lang != "zh":
+        return why
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(why):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth == 0 and why.startswith("; ", i):
+            parts.append(why[start:i])
+            start = i + 2
+    parts.append(why[start:])
+    return "；".join(translate(p, lang) for p in parts)
+
+
+def _ago(iso: str | None, now: datetime, lang: str = "en") -> str:
     if not iso:
-        return "never"
+        return text("devices.never", lang)
     try:
         seconds = (now - datetime.fromisoformat(iso)).total_seconds()
     except ValueError:
         return iso
     if seconds < 0:
         return iso
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return f"{int(seconds)}s ago"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or unit == "s":
+            return text("devices.ago", lang, n=int(seconds // size),
+                        unit=text(f"devices.unit.{unit}", lang))
+    raise AssertionError("unreachable")
 
 
 def print_alerts(
@@ -157,22 +174,36 @@ def load_devices(config: GatewayConfig, data_dir: Path | None = None) -> dict[st
     return ask_service(config, data_dir, "devices") or saved_devices(config, data_dir)
 
 
-def online_text(d: dict[str, Any]) -> str:
+def online_text(d: dict[str, Any], lang: str = "en") -> str:
     if d["online"] is None:
-        return "not heard yet"
+        return text("devices.not_heard", lang)
     if d["online"]:
-        return "yes"
-    return f"NO: {d['why']}" if d.get("why") else "NO"
+        return text("devices.online", lang)
+    why = d.get("why")
+    return (text("devices.offline_why", lang, why=reason_text(str(why), lang)) if why
+            else text("devices.offline", lang))
+
+
+def language(config: GatewayConfig, lang: str | None) -> str:
+    """`--lang` if given, else the config's `gateway.language`."""
+    return lang or config.gateway.language
+
+
+def _error(exc: Exception, lang: str, err: TextIO) -> None:
+    print(text("control.error", lang, message=translate(str(exc), lang)), file=err)
 
 
 def print_devices(
     config: GatewayConfig, *, data_dir: Path | None = None, as_json: bool = False,
-    out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+    out: TextIO = sys.stdout, err: TextIO = sys.stderr, lang: str | None = None,
 ) -> int:
+    """`hearthgate devices`: every configured device with its health, in `lang` (default:
+    `gateway.language`; `--json` is language-neutral)."""
+    lang = language(config, lang)
     try:
         snapshot = load_devices(config, data_dir) or {}
     except ControlError as exc:
-        print(f"error: {exc}", file=err)
+        _error(exc, lang, err)
         return EXIT_NOT_RUNNING
     live = snapshot.get("live") is True
     devices = snapshot.get("devices")
@@ -197,21 +228,28 @@ def print_devices(
                          ensure_ascii=False), file=out)
         return 0
     if not live:
-        print("hearthgate is not running: devices as last saved"
-              + (f" at {snapshot['ts']}" if snapshot.get("ts") else " (nothing saved yet)")
-              + "\n", file=out)
+        when = (text("devices.saved_at", lang, ts=snapshot["ts"]) if snapshot.get("ts")
+                else text("devices.nothing_saved", lang))
+        print(text("devices.not_running", lang, when=when) + "\n", file=out)
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return text("devices.true" if value else "devices.false", lang)
+        return str(value)
 
     def last_value(values: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "-"
+        # Metric names stay as the MQTT API and the docs name them.
+        return ", ".join(f"{k}={shown(v)}" for k, v in sorted(values.items())) or "-"
 
     _table(
-        ["DEVICE", "SITE", "KIND", "PROTOCOL", "ONLINE", "LAST SEEN", "BATTERY", "LINK",
-         "LAST VALUE"],
+        [text(f"devices.col_{c}", lang) for c in (
+            "device", "site", "kind", "protocol", "online", "last_seen", "battery", "link",
+            "last_value")],
         [
             [
                 d["device_id"], d["site_id"], d["kind"], d["protocol"],
-                online_text(d),
-                _ago(d["last_seen"], now),
+                online_text(d, lang),
+                _ago(d["last_seen"], now, lang),
                 "-" if d["battery"] is None else f"{d['battery']:.0f}%",
                 "-" if d["linkquality"] is None else f"{d['linkquality']:.0f}",
                 last_value(d["values"]),
@@ -222,26 +260,29 @@ def print_devices(
     )
     online = sum(1 for d in merged if d["online"])
     unheard = sum(1 for d in merged if d["online"] is None)
-    print(f"\n{online} of {len(merged)} devices online"
-          + (f", {unheard} not heard yet" if unheard else "")
-          + (" (now)" if live else f" (as of {snapshot['ts']})" if snapshot.get("ts") else ""),
-          file=out)
+    when = (text("devices.now", lang) if live
+            else text("devices.as_of", lang, ts=snapshot["ts"]) if snapshot.get("ts") else "")
+    print("\n" + text("devices.summary", lang, online=online, total=len(merged), when=when,
+                      unheard=text("devices.summary_unheard", lang, n=unheard) if unheard
+                      else ""), file=out)
     return 0
 
 
 def print_status(
     config: GatewayConfig, *, data_dir: Path | None = None, as_json: bool = False,
-    out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+    out: TextIO = sys.stdout, err: TextIO = sys.stderr, lang: str | None = None,
 ) -> int:
-    """`hearthgate status`: the running gateway as the platform sees it; 1 when none runs."""
+    """`hearthgate status`: the running gateway as the platform sees it; 1 when none runs.
+    In `lang` (default: `gateway.language`); `--json` is the service's answer as it is."""
+    lang = language(config, lang)
     try:
         status = ask_service(config, data_dir, "status")
     except ControlError as exc:
-        print(f"error: {exc}", file=err)
+        _error(exc, lang, err)
         return EXIT_NOT_RUNNING
     if status is None:
         where = ", ".join(str(p) for p in control_paths(config, data_dir))
-        print(f"hearthgate {config.gateway.id} is not running (no service answers at {where})",
+        print(text("status.not_running", lang, gateway=config.gateway.id, where=where),
               file=err)
         return EXIT_NOT_RUNNING
     if as_json:
@@ -249,31 +290,39 @@ def print_status(
         return EXIT_OK
     up = status.get("uplink") if isinstance(status.get("uplink"), dict) else {}
     outbox = status.get("outbox") if isinstance(status.get("outbox"), dict) else {}
-    print(f"hearthgate {status.get('gateway_id', config.gateway.id)}: running, up"
-          f" {_duration(status.get('uptime_s'))}", file=out)
-    print(f"uplink: {'connected' if up.get('connected') else 'NOT CONNECTED'} to"
-          f" {up.get('host')}:{up.get('port')}", file=out)
-    print("outbox: " + ", ".join(f"{n} {k}" for k, n in outbox.items())
-          + ("" if not status.get("store_degraded") else " (store degraded: disk full?)"),
-          file=out)
+    print(text("status.running", lang, gateway=status.get("gateway_id", config.gateway.id),
+               uptime=_duration(status.get("uptime_s"), lang)), file=out)
+    print(text("status.uplink", lang, host=up.get("host"), port=up.get("port"),
+               state=text("status.connected" if up.get("connected") else "status.not_connected",
+                          lang)), file=out)
+    counts = ", " if lang == "en" else "，"
+    print(text("status.outbox", lang, counts=counts.join(
+        text("status.outbox_count", lang, n=n, kind=text(f"status.outbox.{k}", lang)
+             if f"status.outbox.{k}" in MESSAGES else k) for k, n in outbox.items()),
+        degraded=text("status.degraded", lang) if status.get("store_degraded") else ""),
+        file=out)
     coverage = status.get("coverage")
     for site in coverage if isinstance(coverage, list) else []:
         if not isinstance(site, dict):
             continue
-        watching = ", ".join(str(r) for r in site.get("watching") or []) or "nothing"
-        print(f"\nsite {site.get('site_id')}:", file=out)
-        print(f"  watching: {watching}", file=out)
+        # Rule types stay as the config names them: the installer finds them in the file.
+        watching = (", ".join(str(r) for r in site.get("watching") or [])
+                    or text("status.nothing", lang))
+        print("\n" + text("status.site", lang, site=site.get("site_id")), file=out)
+        print(text("status.watching", lang, rules=watching), file=out)
         for b in site.get("blind") or []:
             if isinstance(b, dict):
-                print(f"  BLIND:    {b.get('rule')}: {b.get('why')}", file=out)
+                print(text("status.blind", lang, rule=b.get("rule"),
+                           why=reason_text(str(b.get("why")), lang)), file=out)
     return EXIT_OK
 
 
-def _duration(seconds: Any) -> str:
+def _duration(seconds: Any, lang: str = "en") -> str:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         return "?"
     s = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size or unit == "s":
+            n = s // size
+            return f"{n}{unit}" if lang == "en" else f"{n} {text(f'devices.unit.{unit}', lang)}"
+    raise AssertionError("unreachable")

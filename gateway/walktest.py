@@ -51,6 +51,8 @@ def _slug(name: str) -> str:
 
 
 def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)  # a number stays a number (an OSDP address)
     text_value = str(value)
     if re.fullmatch(r"[A-Za-z0-9_./-]+", text_value) and not text_value[0].isdigit():
         return text_value

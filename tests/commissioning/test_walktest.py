@@ -102,10 +102,12 @@ async def flat(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     bus = MeterBusSimulator(meters, [DLT645Meter("000000005678", energy_kwh=10.0),
                                      CJT188Meter("00000000001234", total_m3=5.0)])
     reader = OSDPPeripheral(address=1)
+    # A second reader whose DIP switches say 5: the config names none there.
+    stray = OSDPPeripheral(address=5)
     tasks = [asyncio.create_task(bus.run()),
-             asyncio.create_task(OSDPBusSimulator(osdp, [reader]).run())]
+             asyncio.create_task(OSDPBusSimulator(osdp, [reader, stray]).run())]
     try:
-        yield {"meters": meters, "rf": rf, "osdp": osdp, "reader": reader}
+        yield {"meters": meters, "rf": rf, "osdp": osdp, "reader": reader, "stray": stray}
     finally:
         for task in tasks:
             task.cancel()
@@ -124,6 +126,8 @@ async def test_walktest_ticks_a_whole_flat(
                 PlatformSubscriber(home_broker.host, home_broker.port, ("none/#",)) as home):
         try:
             await wait_started(gw, platform, P, buses=("zigbee",))
+            # In service the gateway asks no OSDP address the config does not name.
+            assert flat["reader"].commands_seen > 0 and flat["stray"].commands_seen == 0
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "hearthgate", "walktest", "-c", str(cfg), "--json",
                 "--timeout", "90s", "--by", "installer-7",
@@ -175,6 +179,17 @@ async def test_walktest_ticks_a_whole_flat(
                 rf_stray = await walk.next(lambda e: e["event"] == "unconfigured"
                                            and e["protocol"] == "rflink")
                 assert 'match: "EV1527;ID=' in rf_stray["yaml"]
+
+                # The reader at an address no device has: found by the walk test's sweep.
+                osdp_stray = await walk.next(lambda e: e["event"] == "unconfigured"
+                                             and e["protocol"] == "osdp")
+                assert osdp_stray["key"] == "rs485-3 address 5"
+                assert osdp_stray["entry"] == {
+                    "id": "reader-5", "site": "room-301", "kind": "access_controller",
+                    "protocol": "osdp", "bus": "rs485-3", "address": 5}
+                assert osdp_stray["yaml"] == ("- {id: reader-5, site: room-301, kind: "
+                                              "access_controller, protocol: osdp, bus: rs485-3,"
+                                              " address: 5}")
 
                 # The rest of the flat.
                 await home.publish("zigbee2mqtt/door_301", {"contact": False})

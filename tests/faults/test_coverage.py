@@ -138,7 +138,8 @@ async def test_status_and_devices_against_a_dead_or_garbage_socket(tmp_path: Pat
     data = tmp_path / "data"
     data.mkdir()
     config = tmp_path / "config.yaml"
-    config.write_text(f"""gateway: {{id: gw-sock-0001, timezone: UTC, data_dir: {data}}}
+    config.write_text(f"""gateway: {{id: gw-sock-0001, timezone: UTC, data_dir: {data},
+          language: en}}
 uplink: {{host: 127.0.0.1, port: 1}}
 devices: []
 sites: []

@@ -176,6 +176,32 @@ def test_help_and_bad_usage(tmp_path: Path) -> None:
     assert r.returncode == 1 and "missing.yaml not found" in r.stderr
 
 
+def test_every_file_the_help_names_exists() -> None:
+    # An installer copies the examples `--help` offers; a name that is not in the repository
+    # sends them looking for a file nobody shipped (issue 14).
+    r = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
+    named = re.findall(r"(?<![\w/.-])((?:config|systemd|docs)/[\w./-]+\.\w+)", r.stderr)
+    named += re.findall(r"(?<![\w/.-])([\w-]+\.ya?ml)\b", r.stderr)
+    assert "config/minimal.yaml" in named
+    for name in named:
+        if "/" in name:
+            assert (REPO / name).is_file(), f"--help names {name}, which is not in the repo"
+        else:
+            # A bare file name is one the installer makes (config.yaml, secrets.yaml) or one
+            # of the examples.
+            assert name in ("config.yaml", "secrets.yaml") or (REPO / "config" / name
+                                                               ).is_file(), name
+
+
+@pytest.mark.parametrize("guide", ["install.md", "install.zh.md"])
+def test_install_guides_name_the_mirror_option_and_mosquitto_clients(guide: str) -> None:
+    text = (REPO / "docs" / guide).read_text(encoding="utf-8")
+    # Mainland sites reach PyPI through a mirror: the option the installer takes for it.
+    assert '--pip-opts "--index-url https://' in text
+    # `mosquitto_sub`, which the troubleshooting guide uses, comes with mosquitto-clients.
+    assert "apt install -y mosquitto mosquitto-clients" in text
+
+
 def test_dry_run_without_root_privileges_is_allowed_on_the_real_system() -> None:
     # Lists against the real /, changes nothing (no --root): safe anywhere, as any user.
     result = subprocess.run(
