@@ -36,6 +36,7 @@ from hearthgate.core.model import Instant, Observation, Severity
 from hearthgate.rules.base import Clear, Raise, Rule, RuleSite, RuleSpec, Signal
 from hearthgate.rules.routine import RoutineOptions, RoutineRule
 from hearthgate.rules.routine_model import usual_high
+from hearthgate.rules.site_state import PresenceState
 
 # A day with more time away than this is neither judged nor learned.
 AWAY_LIMIT = 3 * 3600.0
@@ -124,6 +125,7 @@ class LowUseRule(RoutineRule):
         self.raised_on: dict[str, tuple[str, float]] = {}  # quantity -> (day, threshold)
         self.bad_readings = 0
         self.fixed_by: dict[str, str | None] = {}  # quantity -> the fixed rule that watches
+        self.keys = {q.name: [(c, _key(q, c)) for c in options.checks] for q in QUANTITIES}
 
     # -- coverage --------------------------------------------------------------------
 
@@ -156,7 +158,8 @@ class LowUseRule(RoutineRule):
         q = self.quantity_of.get(obs.device_id)
         if q is None or obs.metric != q.metric:
             return []
-        out = self._new_day(now)
+        local = self.clock.local(now)
+        out = self._new_day(now, local)
         value = obs.value
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(
                 value) or value < 0:
@@ -171,7 +174,7 @@ class LowUseRule(RoutineRule):
             self.bad_readings += based and not obs.baseline_reset
         elif q.name in self.used:  # counted from 00:00
             self.used[q.name] += step * q.scale
-        return out + self._judge(q, now)
+        return out + self._judge(q, now, local)
 
     def on_tick(self, now: Instant) -> list[Signal]:
         return []
@@ -183,15 +186,21 @@ class LowUseRule(RoutineRule):
 
     def _count_away(self, now: Instant) -> None:
         last, self.last_reading = self.last_reading, now.mono
-        if last is not None and self.options.pause_when_away and (
-                self.site.state.presence.away_between(last, now.mono)):
+        presence = self.site.state.presence
+        if last is None or not self.options.pause_when_away:
+            return
+        # Home (or unknown) since before the last reading, nothing pending: not away in
+        # between; the history need not be searched (readings are most observations).
+        settled = (presence.state != PresenceState.AWAY and presence.pending_away_at is None
+                   and (presence.changed_at is None or presence.changed_at < last))
+        if not settled and presence.away_between(last, now.mono):
             self.away_s += now.mono - last
 
     def _usual(self) -> bool:
         return self.away_s <= AWAY_LIMIT
 
-    def _roll(self, now: Instant) -> None:
-        today = self.clock.local(now).date()
+    def _roll(self, now: Instant, local: datetime | None = None) -> None:
+        today = (local or self.clock.local(now)).date()
         if self.figures.day is None or today == self.figures.day:
             self.figures.roll(today)
             return
@@ -208,9 +217,9 @@ class LowUseRule(RoutineRule):
         self.used = {q.name: 0.0 for q in QUANTITIES if self.whole[q.name]}
         self.away_s = 0.0
 
-    def _new_day(self, now: Instant) -> list[Signal]:
-        self._roll(now)
-        today = self.clock.local(now).date().isoformat()
+    def _new_day(self, now: Instant, local: datetime) -> list[Signal]:
+        self._roll(now, local)
+        today = local.date().isoformat()
         out: list[Signal] = []
         for name, (day, _) in list(self.raised_on.items()):
             if day != today:
@@ -232,20 +241,19 @@ class LowUseRule(RoutineRule):
         nights = self.figures.learned(f"{q.name}@night", self.options.min_days)
         return min(nights) / (NIGHT_END.hour + NIGHT_END.minute / 60) if nights else 0.0
 
-    def _judge(self, q: Quantity, now: Instant) -> list[Signal]:
-        local = self.clock.local(now)
+    def _judge(self, q: Quantity, now: Instant, local: datetime) -> list[Signal]:
         used = self.used.get(q.name)
         if used is None:
             return []  # not counted from 00:00: nothing to compare
         health = self.site.state.health
         if not all(health.online_at(m, now.mono) for m in self.meters[q.name]):
             return []  # a meter not heard: its use is unknown (device_offline says so)
-        passed = [c for c in self.options.checks
-                  if c <= local.time().replace(tzinfo=None)
-                  and _key(q, c) not in self.figures.today]
+        clock = local.time().replace(tzinfo=None)
+        today = self.figures.today
+        passed = [c for c, key in self.keys[q.name] if c <= clock and key not in today]
         for c in passed:
             self.figures.note_first(_key(q, c), used)
-        if local.time().replace(tzinfo=None) >= NIGHT_END:
+        if clock >= NIGHT_END:
             self.figures.note_first(f"{q.name}@night", used)
         if q.name in self.raised_on:
             # Cleared by use that reaches what is usual by the next check: the fridge alone
