@@ -1,11 +1,13 @@
-"""Issue 16's scenario suite: simulated residents, three incidents, minutes to the first alert.
+"""Issue 16's scenario suite: simulated residents, four incidents, minutes to the first alert.
 
 Residents with their own routines (tests/rules/residents.py: early and late risers, a
 napper, night-time bathroom visits, visitors, nights away, illness …), each for weeks of
 ordinary days through the real rule engine with the shipped `living_alone` profile, in
 simulated time. On chosen days after learning, an incident on a copy of the day: a fall in
 the bathroom on a night-time visit at 02:30, not getting up in the morning (measured from
-when they would have got out of bed), a fall in the living room at 16:00. Prints per incident
+when they would have got out of bed), a fall in the living room at 16:00; and, beyond issue
+16's three, a day ill in bed but alive (`ill_in_bed`: missed if nothing by 16 h after they
+would have got up; not held to the hour, which is for falls). Prints per incident
 the median and 90th percentile of the minutes to the first alert about the resident (any
 type but device alerts), the incidents missed (no such alert within 12 h), and the alerts on
 days without an incident (false alarms) per resident-month, with each one listed.

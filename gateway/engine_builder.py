@@ -35,5 +35,8 @@ def build_engine(config: GatewayConfig, **kwargs: Any) -> RuleEngine:
             DeviceHealth({d.id: config.silence_limit(d) for d in configured}),
         )
         rsite = RuleSite(site.id, site.resident, tz, config.gateway.language, devices, state)
-        rules_by_site[site.id] = [rule_types[rc.type].cls(rsite, rc.options) for rc in site.rules]
+        rules = [rule_types[rc.type].cls(rsite, rc.options) for rc in site.rules]
+        for rule in rules:
+            rule.alongside(tuple(r for r in rules if r is not rule))
+        rules_by_site[site.id] = rules
     return RuleEngine(rules_by_site, **kwargs)

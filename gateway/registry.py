@@ -31,7 +31,17 @@ from hearthgate.drivers import (
     zigbee2mqtt,
 )
 from hearthgate.drivers.base import BusType, ProtocolSpec
-from hearthgate.rules import absence, doors, hazards, health, power, routine, sos, water
+from hearthgate.rules import (
+    absence,
+    doors,
+    hazards,
+    health,
+    low_use,
+    power,
+    routine,
+    sos,
+    water,
+)
 from hearthgate.rules.base import RuleSpec
 
 __all__ = ["STANDARD", "BusType", "Options", "ProtocolSpec", "Registry", "RuleSpec"]
@@ -145,5 +155,6 @@ STANDARD = Registry.build(
         *power.RULE_SPECS,
         *health.RULE_SPECS,
         *routine.RULE_SPECS,
+        *low_use.RULE_SPECS,
     ],
 )

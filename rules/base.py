@@ -169,6 +169,12 @@ class Rule(ABC):
         site as it is now (device_offline's coverage note) completes them here."""
         return signals
 
+    def alongside(self, others: tuple[Rule, ...]) -> None:
+        """Called once, before `start` or `restore`, with the site's other rules: a rule that
+        would only repeat another's alert for the same event (a routine rule still learning
+        beside the fixed rule it will replace) finds it here. Pure: no signal, no I/O."""
+        return None
+
     @abstractmethod
     def on_observation(self, obs: Observation, now: Instant) -> list[Signal]: ...
 

@@ -35,6 +35,7 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
         {"type": "not_up"},
         {"type": "stillness"},
         {"type": "night_bathroom"},
+        {"type": "low_use"},
     ],
     # A room in a care facility: staff are near, doors open at night for rounds, and
     # residents rarely go out alone, so no `door_night` or `no_exit`; tighter windows.
@@ -56,6 +57,7 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
         {"type": "not_up"},
         {"type": "stillness", "window": "3h", "active_hours": "07:00-21:00"},
         {"type": "night_bathroom"},
+        {"type": "low_use"},
     ],
     "sos_only": [{"type": "sos"}],
 }

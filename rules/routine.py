@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from hearthgate.core.durations import Duration, TimeRange, TimeRangeField
 from hearthgate.core.model import Instant, Observation, Severity, isoformat
+from hearthgate.rules.absence import InactivityRule
 from hearthgate.rules.base import (
     Clear,
     Raise,
@@ -102,7 +103,12 @@ class RoutineRule(Rule):
         state = self.learning()
         if state is None:
             return None
-        return f"still learning ({state[0]} of {state[1]} days; fixed window meanwhile)"
+        return f"still learning ({state[0]} of {state[1]} days; {self.meanwhile} meanwhile)"
+
+    @property
+    def meanwhile(self) -> str:
+        """What watches while this rule learns: its own fixed window, or another rule."""
+        return "fixed window"
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -401,10 +407,30 @@ class StillnessRule(RoutineRule):
     block_hours: ClassVar[int] = 3
     options: StillnessOptions
 
+    # While its fixed window applies, `stillness` leaves the alert to an `inactivity` rule
+    # of the site that raises it no later: one alert for one stillness (docs/rules.md).
+    defers_while_learning: ClassVar[bool] = True
+
     def __init__(self, site: RuleSite, options: StillnessOptions) -> None:
         super().__init__(site, options)
         self.schedule = Schedule(options.active_hours, site.timezone)
         self.skipped = False  # the current stillness was judged and let go
+        self.cover: InactivityRule | None = None
+
+    def alongside(self, others: tuple[Rule, ...]) -> None:
+        if self.defers_while_learning:
+            self.cover = next((r for r in others if isinstance(r, InactivityRule)
+                               and covers(r, self.options)), None)
+
+    @property
+    def meanwhile(self) -> str:
+        return "inactivity watches" if self.cover is not None else "fixed window"
+
+    def covered(self, now: Instant) -> bool:
+        """The covering inactivity rule can hear motion (not every sensor offline)."""
+        cover = self.cover
+        return cover is not None and bool(cover.sensors) and (
+            cover.site.state.health.offline_text(cover.sensors, now.mono) is None)
 
     def key(self, began: datetime, room: str) -> str:
         return f"{room or '-'}@{began.hour // self.block_hours}"
@@ -450,6 +476,8 @@ class StillnessRule(RoutineRule):
             return None
         began = self.clock.at_mono(now, self.last_activity)
         seconds, series = self.window(began, self.last_room)
+        if series is None and self.covered(now):
+            return None  # the fixed window is inactivity's, which raises no later
         details = self.common_details(now)
         details["window_s"] = round(seconds)
         room = self.last_room or self.t("家中", "the home")
@@ -487,6 +515,22 @@ class StillnessRule(RoutineRule):
         self.skipped = state.get("skipped") is True
 
 
+def covers(rule: InactivityRule, options: StillnessOptions) -> bool:
+    """Does this inactivity rule raise, for any stillness `stillness` would judge with its
+    fixed window, no later than it? Its window no longer, its hours around the stillness
+    rule's, and not paused while away when stillness is not.
+
+    It counts from the last motion (a door opening does not restart it) and counts every
+    active hour, so it is never later than a fixed-window stillness on these terms.
+    """
+    hours, mine = rule.options.active_hours, options.active_hours
+    around = hours is None or (
+        not hours.crosses_midnight and not mine.crosses_midnight
+        and hours.start <= mine.start and mine.end <= hours.end)
+    return (rule.options.window <= options.window and around
+            and (options.pause_when_away or not rule.options.pause_when_away))
+
+
 class NightBathroomOptions(StillnessOptions):
     # Fixed window while learning, and the most a learned one may be.
     window: Duration = Field(default=60 * 60.0, ge=15 * 60.0, le=2 * 3600.0)
@@ -500,6 +544,7 @@ class NightBathroomRule(StillnessRule):
 
     type_name: ClassVar[str] = "night_bathroom"
     default_severity = Severity.HIGH
+    defers_while_learning = False  # inactivity does not count the night
     options: NightBathroomOptions
 
     def key(self, began: datetime, room: str) -> str:

@@ -69,12 +69,19 @@ H = 3600.0
 # Alerts about a device, not the resident: they do not count as finding an incident.
 DEVICE_ALERTS = frozenset({"device_offline", "battery_low", "tamper"})
 INCIDENTS = ("bathroom_fall_0230", "not_up", "living_fall_1600")
+# Incidents beyond issue 16's three, measured and printed but not held to its hour: a day
+# in bed unwell (up, to the kitchen for a glass of water, back to bed; the bathroom every
+# few hours; nothing cooked, no kettle, no shower): only the meters tell that day apart.
+EXTRA_INCIDENTS = ("ill_in_bed",)
+ALL_INCIDENTS = INCIDENTS + EXTRA_INCIDENTS
 # Issue 16's targets: minutes to the first alert, per incident; false alarms a month.
 TARGET_MEDIAN = 60.0
 TARGET_P90 = 90.0
 TARGET_FALSE_PER_MONTH = 1.0
 # An incident nobody is alerted to within this long is counted as missed.
 MISSED_AFTER = 12 * H
+# A day in bed is a day's story: missed if nothing is said by the end of the evening.
+MISSED_AFTER_BY = {"ill_in_bed": 16 * H}
 
 
 @dataclass(frozen=True)
@@ -354,7 +361,7 @@ def live(r: Routine, days: int, seed: int, *, start: date = START,
 def incident_life(lived: Lived, incident: str, index: int) -> tuple[Life, float, float]:
     """A copy of the life with `incident` on day `index`: (life, incident at, render from)."""
     life = copy.deepcopy(lived.life)
-    rng = random.Random(index * 7919 + INCIDENTS.index(incident))
+    rng = random.Random(index * 7919 + ALL_INCIDENTS.index(incident))
     life.rng = rng
     day = lived.start + timedelta(days=index)
     midnight = life.at(day, 0)
@@ -372,10 +379,31 @@ def incident_life(lived: Lived, incident: str, index: int) -> tuple[Life, float,
         at = life.at(day, 16)
         _stop(life, at - 2 * M)
         life.motion += [at - 90, at]
+    elif incident == "ill_in_bed":
+        at = lived.days[index].wake
+        _stop(life, at)
+        _in_bed_all_day(life, at, at + MISSED_AFTER_BY[incident])
     else:
         raise ValueError(incident)
-    life.end = at + MISSED_AFTER
+    life.end = at + MISSED_AFTER_BY.get(incident, MISSED_AFTER)
     return life, at, midnight
+
+
+def _in_bed_all_day(life: Life, t: float, end: float) -> None:
+    """Unwell, alive, in bed: the bathroom, a glass of water in the kitchen, back to bed;
+    then the bathroom every 2-4 hours and the bedroom PIR seeing them stir."""
+    rng = life.rng
+    life.seen_in("bed").extend([t, t + 40])
+    t = _bathroom(life, t + 60, rng.uniform(5, 10))
+    life.motion += [t + 30, t + 90]  # the kitchen
+    life.tap(t + 60, 0.3, 0.2)
+    t += 4 * M
+    while t < end:
+        up = min(end, t + rng.uniform(2, 4) * H)
+        life.moves(t, up, 30 * M, "bed", longest=60 * M)
+        t = up
+        if t < end:
+            t = _bathroom(life, t, rng.uniform(3, 6)) + 30
 
 
 def _stop(life: Life, t: float) -> None:
@@ -433,7 +461,7 @@ class SuiteResult:
         lines = [f"{self.residents} residents x {self.days} days, living_alone as shipped",
                  "", "| incident | n | median min | p90 min | max min | missed | first alert |",
                  "|---|---|---|---|---|---|---|"]
-        for incident in INCIDENTS:
+        for incident in ALL_INCIDENTS:
             got = self.minutes(incident)
             firsts = Counter(f.first for f in self.found if f.incident == incident and f.first)
             kinds = ", ".join(f"{k} {n}" for k, n in firsts.most_common())
@@ -485,6 +513,7 @@ def incident_days(lived: Lived, incident: str, first: int, most: int | None) -> 
         "bathroom_fall_0230": lambda d: d.home_0230,
         "not_up": lambda d: True,
         "living_fall_1600": lambda d: d.alone_1600,
+        "ill_in_bed": lambda d: True,
     }[incident]
     days = [d.index for d in lived.days if d.index >= first and d.kind == "plain" and ok(d)
             and (d.index == 0 or lived.days[d.index - 1].kind != "away")]
@@ -501,7 +530,7 @@ def run_resident(config: GatewayConfig, r: Routine, days: int, seed: int, result
     events = lived.events
     result.events += len(events)
     start = events[0].at
-    plans = {inc: incident_days(lived, inc, first_incident_day, most) for inc in INCIDENTS}
+    plans = {inc: incident_days(lived, inc, first_incident_day, most) for inc in ALL_INCIDENTS}
     fork_days = {i for ds in plans.values() for i in ds}
     engine = build_engine(config)
     replayer = Replayer(engine)
@@ -536,7 +565,7 @@ def _measure(engine: RuleEngine, events: list[Event], start: datetime, at: float
             when = t.raised_at.timestamp()
             if str(t.state) == "raised" and t.type not in DEVICE_ALERTS and when >= at:
                 minutes = (when - at) / M
-                if minutes <= MISSED_AFTER / M:
+                if minutes <= MISSED_AFTER_BY.get(incident, MISSED_AFTER) / M:
                     return Found(resident, incident, index, minutes, t.type), fed
     return Found(resident, incident, index, None, None), len(events)
 
@@ -554,5 +583,5 @@ def suite(residents: tuple[Routine, ...] = RESIDENTS, days: int = 42, seed: int 
 # shortest run that still judges with learned figures; the full run is `suite()`'s defaults.
 SHORT = {"residents": (RESIDENTS[1], RESIDENTS[2], RESIDENTS[3]), "days": 20, "most": 2}
 
-__all__ = ["DEVICES", "INCIDENTS", "RESIDENTS", "SHORT", "Flow", "Routine", "live", "shortfalls",
-           "suite"]
+__all__ = ["ALL_INCIDENTS", "DEVICES", "EXTRA_INCIDENTS", "INCIDENTS", "RESIDENTS", "SHORT",
+           "Flow", "Routine", "live", "shortfalls", "suite"]

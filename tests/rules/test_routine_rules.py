@@ -177,3 +177,73 @@ def test_corrupt_learned_history_falls_back_to_the_fixed_window() -> None:
     got = h.advance(5 * H)
     [alert] = [t for t in got if str(t.state) == "raised"]
     assert alert.type == "stillness" and alert.details["window_s"] == 4 * H  # the fixed window
+
+
+# -- stillness and inactivity: one alert for one stillness ------------------------------
+
+WITH_INACTIVITY = [*RULES, {"type": "inactivity", "window": "4h", "active_hours": "07:00-22:00"}]
+
+
+def heard(h: Harness, hours: float) -> list[Any]:
+    """`hours` pass with every PIR heard now and then (battery reports), nobody moving."""
+    got: list[Any] = []
+    for _ in range(int(hours * 4)):
+        got += h.advance(15 * M)
+        for pir in ("pir-bed", "pir-bath", "pir-living"):
+            got += h.obs(pir, "battery_pct", 90)
+    return got
+
+
+def test_while_learning_one_stillness_is_one_alert() -> None:
+    """Both would raise at 4 h: stillness leaves it to inactivity while it learns."""
+    h = home(WITH_INACTIVITY)
+    h.advance_to_local(10, 0)
+    h.obs("pir-living", "motion", True)
+    heard(h, 5)
+    assert h.types() == ["inactivity"]
+    still = h.engine.rules_by_site["room-1"][1]
+    assert still.blind_reason(h.clock.now()) == (
+        "still learning (0 of 14 days; inactivity watches meanwhile)")
+    h.obs("pir-living", "motion", True)
+    assert h.types("cleared") == ["inactivity"]
+
+
+def test_once_learned_stillness_raises_first() -> None:
+    h = home(WITH_INACTIVITY)
+    rng = random.Random(5)
+    for day in range(16):
+        ordinary_day(h, rng, day)
+    assert h.types() == []
+    h.advance_to_local(6, 50)
+    h.obs("pir-living", "motion", True)  # up as usual
+    h.advance_to_local(16, 0)
+    h.obs("pir-living", "motion", True)
+    got = heard(h, 5)
+    assert [t.type for t in got if str(t.state) == "raised"] == ["stillness", "inactivity"]
+    first, second = (t for t in got if str(t.state) == "raised")
+    assert (second.raised_at - first.raised_at).total_seconds() > 2 * H
+
+
+@pytest.mark.parametrize("inactivity", [
+    {"type": "inactivity", "window": "6h", "active_hours": "07:00-22:00"},  # later
+    {"type": "inactivity", "window": "4h", "active_hours": "09:00-22:00"},  # shorter hours
+])
+def test_stillness_keeps_its_fixed_window_when_inactivity_would_be_later(
+        inactivity: dict[str, Any]) -> None:
+    h = home([*RULES, inactivity])
+    h.advance_to_local(10, 0)
+    h.obs("pir-living", "motion", True)
+    heard(h, 4.25)
+    assert "stillness" in h.types()  # (at 14:00 the shorter hours are the same 4 h)
+    assert h.engine.rules_by_site["room-1"][1].cover is None
+
+
+def test_stillness_speaks_when_inactivity_cannot_hear() -> None:
+    """Every motion sensor offline: inactivity is blind, and stillness no longer defers."""
+    h = home(WITH_INACTIVITY)
+    still = h.engine.rules_by_site["room-1"][1]
+    h.advance_to_local(10, 0)
+    h.obs("pir-living", "motion", True)
+    assert still.covered(h.clock.now())
+    h.advance(3 * H)  # nothing heard from the PIRs for 3 h: offline
+    assert not still.covered(h.clock.now())

@@ -12,6 +12,7 @@ import pytest
 
 from tests.rules.residents import (
     INCIDENTS,
+    MISSED_AFTER_BY,
     RESIDENTS,
     SHORT,
     SuiteResult,
@@ -77,6 +78,16 @@ def test_short_suite_meets_issue_16_targets_but_not_up() -> None:
     assert p90(result.minutes("not_up")) <= NOT_UP_P90, result.table()
 
 
+def test_short_suite_finds_a_day_in_bed_by_the_meters() -> None:
+    """Ill in bed, alive: up to the kitchen once, the bathroom every few hours; only
+    `low_use` can tell (nothing cooked, no kettle) — and it does, the same day."""
+    result = short_run()
+    days = [f for f in result.found if f.incident == "ill_in_bed"]
+    assert days and result.missed("ill_in_bed") == 0, result.table()
+    assert {f.first for f in days} == {"low_use"}, result.table()
+    assert max(result.minutes("ill_in_bed")) <= MISSED_AFTER_BY["ill_in_bed"] / M
+
+
 @pytest.mark.xfail(strict=True, reason="not_up: with wake times spread 20-40 min and a late"
                    " morning now and then, an alert within 60 min of the usual time costs"
                    " 2-4 false alarms a resident-month (docs/rules.md, 'Measured')")
@@ -89,3 +100,14 @@ def test_full_suite_meets_issue_16_targets_but_not_up() -> None:
     result = suite(most=6)
     assert [m for m in shortfalls(result) if not m.startswith("not_up: ")] == [], result.table()
     assert result.missed("not_up") == 0
+
+
+def test_a_day_in_bed_is_alive_but_quiet() -> None:
+    lived = live(RESIDENTS[0], 20, 3)
+    [index] = incident_days(lived, "ill_in_bed", 16, 1)
+    life, at, _ = incident_life(lived, "ill_in_bed", index)
+    assert [f for f in life.power if f.start >= at] == []  # nothing switched on
+    assert len([m for m in life.motion if m > at]) == 2  # the kitchen, once
+    assert len([m for m in life.rooms["bed"] if m > at]) > 10  # stirring in bed
+    flushes = [f for f in life.water if f.start > at]
+    assert 3 <= len(flushes) and sum((f.end - f.start) * f.rate for f in flushes) < 0.06
