@@ -214,12 +214,20 @@ def back(age: Any, saved_at: Instant) -> float | None:
 
 
 def span_text(rule: Rule, seconds: float) -> str:
-    """A window for a message: `12 小时` / `12 h`, `30 分钟` / `30 min`, `3 天` / `3 days`."""
+    """A window for a message: `12 小时` / `12 h`, `1 小时 30 分钟` / `1 h 30 min`, `30 分钟` /
+    `30 min`, `3 天` / `3 days`, `20 秒` / `20 s`. Whole units only: a care worker reads
+    "40 分钟", not "0.666667 h", and a short test window reads "2 秒", not "0.0333333 分钟"."""
     if seconds >= 86400 and seconds % 86400 == 0:
         return rule.t(f"{seconds / 86400:g} 天", f"{seconds / 86400:g} days")
-    if seconds >= 3600:
-        return rule.t(f"{seconds / 3600:g} 小时", f"{seconds / 3600:g} h")
-    return rule.t(f"{seconds / 60:g} 分钟", f"{seconds / 60:g} min")
+    if seconds < 60:
+        return rule.t(f"{round(seconds)} 秒", f"{round(seconds)} s")
+    minutes = round(seconds / 60)
+    hours, rest = divmod(minutes, 60)
+    if hours and rest:
+        return rule.t(f"{hours} 小时 {rest} 分钟", f"{hours} h {rest} min")
+    if hours:
+        return rule.t(f"{hours} 小时", f"{hours} h")
+    return rule.t(f"{minutes} 分钟", f"{minutes} min")
 
 
 @dataclass(frozen=True)
