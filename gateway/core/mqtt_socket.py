@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -11,11 +12,16 @@ import paho.mqtt.client as mqtt
 # wait for more data: that wait cost ~40 ms on every round trip.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
+log = logging.getLogger(__name__)
+
 # Packets read per readable event at most (see `read_in_bursts`).
 READ_BURST = 32
+# What `read_in_bursts` uses of paho's insides (paho-mqtt 2.1 and 2.2).
+PAHO_INSIDES = ("_packet_read", "_loop_rc_handle", "_out_messages", "_in_messages", "_sock")
+_warned = False  # a paho without them is said once, not per reconnection
 
 
-def read_in_bursts(client: Any, packets: int = READ_BURST) -> None:
+def read_in_bursts(client: Any, packets: int = READ_BURST) -> bool:
     """Make an aiomqtt client read up to `packets` MQTT packets each time its socket is
     readable, instead of paho's one.
 
@@ -26,8 +32,20 @@ def read_in_bursts(client: Any, packets: int = READ_BURST) -> None:
     an SOS waited in the socket behind the readings before it (py-spy and the bench's
     breakdown, docs/performance.md). Reading stops at the first packet not yet complete
     (paho keeps the partial one), so a turn never waits for the network.
+
+    These are paho's private parts: a paho without them keeps its own one-packet reads
+    (slower under load, never wrong), said once at warning. Returns whether it is reading
+    in bursts.
     """
-    paho = client._client  # aiomqtt's paho client: the one reader of this socket
+    paho = getattr(client, "_client", None)  # aiomqtt's paho client: the socket's one reader
+    missing = [name for name in PAHO_INSIDES if not hasattr(paho, name)]
+    if missing:
+        global _warned
+        if not _warned:
+            _warned = True
+            log.warning("this paho-mqtt lacks %s: the device bus reads one packet per turn",
+                        ", ".join(missing))
+        return False
 
     def loop_read(max_packets: int = 1) -> mqtt.MQTTErrorCode:
         own = len(paho._out_messages) + len(paho._in_messages)
@@ -42,3 +60,4 @@ def read_in_bursts(client: Any, packets: int = READ_BURST) -> None:
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     paho.loop_read = loop_read
+    return True
