@@ -37,10 +37,13 @@ $(STAMP): pyproject.toml | system-deps
 demo: system-deps $(STAMP)
 	$(VENV)/bin/hearthgate demo
 
+# One pytest worker per core (`-n auto`), each taking whole test files (`--dist loadfile`:
+# a file's fixtures and brokers stay in one worker); WORKERS=0 runs it in one process.
+WORKERS ?= auto
 test: test-deps $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/import_contracts.py
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
