@@ -263,11 +263,18 @@ class OSDPDriver:
         try:
             reply = await self.bus.exchange(wire, _reply_reader(lambda _: None),
                                             timeout=PROBE_TIMEOUT, retries=0)
-        except (NoReply, BusDown, _ReplyError):
-            # Silence is the usual answer; a damaged one is asked again next sweep. Nothing
-            # is counted: no configured device said anything wrong.
+        except (NoReply, BusDown):
+            return  # silence is the usual answer
+        except _ReplyError as exc:
+            # Something answered, damaged (a reader at another speed, a wiring fault): counted
+            # under no device, so nothing is held against the configured readers, and asked
+            # again next sweep.
+            self.ctx.frame_error(None, f"osdp_probe_{exc.kind}", exc.data,
+                                 f"{self.bus.id} address {address}: {exc}")
             return
         if reply.address != address:
+            self.ctx.frame_error(None, "osdp_probe_address", detail=(
+                f"{self.bus.id}: asked address {address}, answered from {reply.address}"))
             return
         identity = None
         if reply.code == Reply.PDID:

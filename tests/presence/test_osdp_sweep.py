@@ -114,6 +114,8 @@ async def test_walk_test_finds_readers_at_other_addresses_bad_replies_ignored(
         probes = [a for a in line.asked if a != 1]
         assert probes[:10] == [0, *range(2, 11)]
         assert not [k for k in ctx.errors if k[0] == "gate-a"]
+        # ...but what answered damaged is counted and logged, under no device.
+        assert [k for k in ctx.errors if k[0] == "-" and k[1].startswith("osdp_probe_")]
         assert driver.pds[0].ready and driver.pds[0].failures == 0
         # Polling goes on between probes: one probe per round at most.
         first, last = line.asked.index(2), line.asked.index(10)
