@@ -434,8 +434,13 @@ class Uplink:
             except PublishRefused as refusal:
                 inflight[prio] -= 1
                 if item is None:
+                    assert hot is not None
                     self._hot_inflight.pop(id(hot), None)
-                    log.warning("telemetry batch refused by the broker: %s", refusal.reason)
+                    self.stats.refused += 1
+                    self._say_refused("telemetry", None, refusal)
+                    # Into the outbox, so that it is retried with backoff like a refused
+                    # row, not lost: the store keeps it until the broker takes it.
+                    await self.store.add_telemetry([hot])
                 else:
                     if prio is Priority.TELEMETRY:
                         backlog_inflight[0] -= 1
@@ -631,24 +636,29 @@ class Uplink:
         self.stats.refused += 1
         before = self._pending_retry.pop(_later_key(item), None)
         tries = before.tries + 1 if before is not None else 0
-        key = (refusal.topic, refusal.reason)
-        if key not in self._refusal_logged:
-            # Once per topic and reason: a broker that refuses keeps refusing every retry.
-            self._refusal_logged.add(key)
-            if item.kind == "alert":
-                log.error(
-                    "the broker REFUSED alert event %s on %s: %s (0x%02x); it is NOT delivered,"
-                    " stays in the outbox and is tried again (fix the broker's ACL for this"
-                    " gateway)", item.event_id, refusal.topic, refusal.reason, refusal.code,
-                )
-            else:
-                log.warning(
-                    "%s refused by the broker on %s: %s (0x%02x); kept in the outbox and"
-                    " tried again", "audit record" if item.kind == "audit" else "telemetry batch",
-                    refusal.topic, refusal.reason, refusal.code,
-                )
+        self._say_refused(item.kind, item.event_id, refusal)
         delay = min(REFUSED_RETRY_MAX, REFUSED_RETRY_MIN * 2 ** min(tries, 10))
         self._keep_for_later(_Later(item, now + delay, tries, refusal.reason))
+
+    def _say_refused(self, kind: str, event_id: str | None, refusal: PublishRefused) -> None:
+        """Log a refusal once per topic and reason: a broker that refuses keeps refusing
+        every retry."""
+        key = (refusal.topic, refusal.reason)
+        if key in self._refusal_logged:
+            return
+        self._refusal_logged.add(key)
+        if kind == "alert":
+            log.error(
+                "the broker REFUSED alert event %s on %s: %s (0x%02x); it is NOT delivered,"
+                " stays in the outbox and is tried again (fix the broker's ACL for this"
+                " gateway)", event_id, refusal.topic, refusal.reason, refusal.code,
+            )
+        else:
+            log.warning(
+                "%s refused by the broker on %s: %s (0x%02x); kept in the outbox and"
+                " tried again", "audit record" if kind == "audit" else "telemetry batch",
+                refusal.topic, refusal.reason, refusal.code,
+            )
 
     def _await_receipt(self, item: OutboxItem, now: float) -> None:
         before = self._pending_retry.pop(_later_key(item), None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hearthgate import uplink
+from hearthgate.core.model import Priority
 from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import PlatformSubscriber
 from tests.delivery.harness import P, raise_sos, running_uplink, wait_until
@@ -77,3 +78,24 @@ async def test_refused_audit_and_telemetry_rows_are_retried_and_never_called_stu
             await asyncio.sleep(0.05)
         assert sum((await store.depth()).values()) == 0
         assert up.stats.stuck == 0
+
+
+async def test_a_refused_live_telemetry_batch_is_kept_in_the_outbox(tmp_path, acl_broker, caplog):
+    """A batch offered while connected goes from memory, not the outbox: refused, it is put
+    into the outbox (counted, said once) and arrives once the broker takes it."""
+    broker, acl = acl_broker
+    caplog.set_level(logging.INFO, "hearthgate.uplink")
+    telemetry = json.dumps({"schema": "hearthgate.telemetry/1", "readings": [], "n": 3})
+    async with PlatformSubscriber(broker.host, broker.port, (f"{P}/#",)) as platform, \
+            running_uplink(tmp_path, broker) as (up, store):
+        await wait_until(lambda: up.stats.connected, 10, "the uplink to connect")
+        await up.offer_telemetry(telemetry, 1)
+        await wait_until(lambda: up.stats.refused >= 2, 20, "the refusal and a retry")
+        assert (await store.depth())[Priority.TELEMETRY] == 1
+        said = [r.getMessage() for r in caplog.records if "refused by the broker" in r.getMessage()]
+        assert len(said) == 1 and f"{P}/telemetry" in said[0], said
+
+        acl.write_text(ALLOW_ALL)
+        broker.reload()
+        await wait_until(lambda: platform.on(f"{P}/telemetry"), 20, "the batch after the fix")
+        assert [m.payload.decode() for m in platform.on(f"{P}/telemetry")] == [telemetry]
