@@ -122,11 +122,17 @@ def run_delay_seconds(pid: int) -> float:
     return int(fields[1]) / 1e9
 
 
-def proc_write_bytes(pid: int) -> int:
+def proc_io(pid: int) -> dict[str, int]:
+    """`/proc/PID/io`: rchar, wchar, ..., write_bytes (what reached the block device)."""
+    out: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("write_bytes:"):
-            return int(line.split()[1])
-    raise RuntimeError("no write_bytes in /proc/PID/io")
+        key, _, value = line.partition(":")
+        out[key] = int(value)
+    return out
+
+
+def proc_write_bytes(pid: int) -> int:
+    return proc_io(pid)["write_bytes"]
 
 
 def tree_pids(pid: int) -> list[int]:

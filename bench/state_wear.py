@@ -33,7 +33,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from _kit import P, Probe, brokers, bus_ready, buttons, header, start_gateway, warm_up, write_config
+from _kit import (
+    P,
+    Probe,
+    brokers,
+    bus_ready,
+    buttons,
+    header,
+    proc_io,
+    start_gateway,
+    warm_up,
+    write_config,
+)
 
 SITES = 200
 AGAIN = 100
@@ -42,22 +53,14 @@ REPEAT_WINDOW = 11.0  # s: the sos rule's repeat window (10 s) has passed for ev
 BEFORE = "6b9fa30"  # the integration branch this work started from
 
 
-def io(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        key, _, value = line.partition(":")
-        out[key] = int(value)
-    return out
-
-
 def checkpoint_cost(db: Path) -> int:
     """Checkpoint the WAL of `db` from this process; the bytes it wrote (write_bytes): the
     same pages copied into the same file as the gateway's own checkpoint would."""
     conn = sqlite3.connect(db, isolation_level=None, timeout=5)
     try:
-        before = io(os.getpid())["write_bytes"]
+        before = proc_io(os.getpid())["write_bytes"]
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return io(os.getpid())["write_bytes"] - before
+        return proc_io(os.getpid())["write_bytes"] - before
     finally:
         conn.close()
 
@@ -97,18 +100,18 @@ def run(pythonpath: Path | None) -> dict[str, float]:
                         time.sleep(0.02)
                     platform.wait(lambda: len(platform.on(alerts)) >= SITES, 30)
                     time.sleep(REPEAT_WINDOW)
-                    start = io(pid)
+                    start = proc_io(pid)
                     for d in devices[:AGAIN]:
                         z2m.publish(d.topic, json.dumps({"action": "emergency"}))
                         time.sleep(GAP)
                     platform.wait(lambda: len(platform.on(alerts)) >= SITES + AGAIN, 30)
                     time.sleep(1.0)  # the PUBACKed rows' deletions land
-                    wal = io(pid)
+                    wal = proc_io(pid)
                     # The checkpoint that copies these pages into the database: made here,
                     # from this process, and counted (the gateway makes one only when its
                     # WAL has grown past 4 MiB, or 30 minutes on: writer.py).
                     ckpt = checkpoint_cost(tmp / "data" / "hearthgate.sqlite3")
-                    end = io(pid)
+                    end = proc_io(pid)
                 finally:
                     gw.stop()
                     gw.close()

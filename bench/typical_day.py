@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _kit import REPO, Probe, header
+from _kit import REPO, Probe, header, proc_io
 from state_wear import build, checkpoint_cost
 
 from hearthgate.core.clock import ScaledClock
@@ -125,14 +125,6 @@ class Usage:
             self.set(meter, r)
 
 
-def io(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        key, _, value = line.partition(":")
-        out[key] = int(value)
-    return out
-
-
 async def one_day(pythonpath: Path | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="hearthgate-day-"))  # on disk: the store's file
     shm = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="hg-day-"))  # logs, not counted
@@ -183,13 +175,13 @@ async def one_day(pythonpath: Path | None) -> dict[str, Any]:
             await asyncio.sleep(2.0)  # every meter polled once, the start's full save landed
             os.kill(proc.pid, signal.SIGUSR1)
             await asyncio.sleep(0.2)
-            start = io(proc.pid)
+            start = proc_io(proc.pid)
             t0 = clock.now()
             wall0 = time.monotonic()
             report, _ = await asyncio.gather(play(scenario, clock, [zigbee], duration=DAY_S),
                                              usage.play(t0.mono, t0.wall))
             await clock.sleep_until(t0.mono + DAY_S)
-            end = io(proc.pid)
+            end = proc_io(proc.pid)
             real = time.monotonic() - wall0
             os.kill(proc.pid, signal.SIGUSR1)
             await asyncio.sleep(0.3)
