@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +72,19 @@ async def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+ALLOW_ALL = "topic readwrite hearthgate/#\n"
+
+
+@contextlib.contextmanager
+def acl_broker(directory: Path, acl_text: str) -> Iterator[tuple[MosquittoBroker, Path]]:
+    """A mosquitto whose `acl_file` starts as `acl_text`; rewrite the file and `reload()`
+    the broker to change what the gateway may publish."""
+    acl = directory / "acl"
+    acl.write_text(acl_text)
+    broker = MosquittoBroker(directory / "acl-broker", extra=f"acl_file {acl}\n").start()
+    try:
+        yield broker, acl
+    finally:
+        broker.close()

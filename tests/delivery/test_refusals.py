@@ -8,27 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import PlatformSubscriber
 from hearthgate.store import read_alerts, read_only
-from tests.delivery.harness import P, raise_sos, running_uplink, wait_until
+from tests.delivery import harness
+from tests.delivery.harness import ALLOW_ALL, P, raise_sos, running_uplink, wait_until
 
 DENY_ALERTS = (
     f"topic readwrite {P}/status\ntopic readwrite {P}/cmd/#\ntopic readwrite {P}/devices\n"
     "topic read hearthgate/#\n"
 )
-ALLOW_ALL = "topic readwrite hearthgate/#\n"
 
 
 @pytest.fixture
 def acl_broker(tmp_path: Path):
-    acl = tmp_path / "acl"
-    acl.write_text(DENY_ALERTS)
-    b = MosquittoBroker(tmp_path / "acl-broker", extra=f"acl_file {acl}\n").start()
-    try:
-        yield b, acl
-    finally:
-        b.close()
+    with harness.acl_broker(tmp_path, DENY_ALERTS) as broker_and_acl:
+        yield broker_and_acl
 
 
 async def test_a_refused_sos_is_never_delivered_and_arrives_once_the_acl_is_fixed(

@@ -14,26 +14,20 @@ import pytest
 
 from hearthgate import uplink
 from hearthgate.core.model import Priority
-from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import PlatformSubscriber
-from tests.delivery.harness import P, raise_sos, running_uplink, wait_until
+from tests.delivery import harness
+from tests.delivery.harness import ALLOW_ALL, P, raise_sos, running_uplink, wait_until
 
 DENY_AUDIT_AND_TELEMETRY = (
     f"topic readwrite {P}/status\ntopic readwrite {P}/cmd/#\ntopic readwrite {P}/devices\n"
     f"topic readwrite {P}/alerts\ntopic read hearthgate/#\n"
 )
-ALLOW_ALL = "topic readwrite hearthgate/#\n"
 
 
 @pytest.fixture
 def acl_broker(tmp_path: Path):
-    acl = tmp_path / "acl"
-    acl.write_text(DENY_AUDIT_AND_TELEMETRY)
-    b = MosquittoBroker(tmp_path / "acl-broker", extra=f"acl_file {acl}\n").start()
-    try:
-        yield b, acl
-    finally:
-        b.close()
+    with harness.acl_broker(tmp_path, DENY_AUDIT_AND_TELEMETRY) as broker_and_acl:
+        yield broker_and_acl
 
 
 async def test_refused_audit_and_telemetry_rows_are_retried_and_never_called_stuck(
