@@ -29,6 +29,11 @@ DEFAULT_ESCALATE_AFTER: dict[Severity, float | None] = {
 MAX_ESCALATIONS = 3
 
 
+def _site(rule_key: str) -> str:
+    """The site of a rule key ("<site>/<rule index>/<signal key>")."""
+    return rule_key.split("/", 1)[0]
+
+
 class UnknownAlert(LookupError):
     """An acknowledgement names an alert that is not open (never raised, or cleared)."""
 
@@ -65,6 +70,9 @@ class AlertLifecycle:
         self.escalate_after = dict(DEFAULT_ESCALATE_AFTER, **(escalate_after or {}))
         self.max_escalations = max_escalations
         self.open: dict[str, OpenAlert] = {}  # by alert_id
+        # The same alerts by site: an alert commit stores its own site's, and must not go
+        # over every other site's open alerts to find them (`snapshot.take_snapshot`).
+        self.open_by_site: dict[str, dict[str, OpenAlert]] = {}
         self.by_rule_key: dict[str, str] = {}  # rule_key -> alert_id
         self.quiet_until: dict[str, float] = {}  # rule_key -> mono (cooldown)
         self.pending: dict[str, tuple[Rule, Raise]] = {}  # raises waiting for cooldown
@@ -215,6 +223,8 @@ class AlertLifecycle:
     def adopt(self, alert: OpenAlert) -> None:
         """Take `alert` as open (from a snapshot)."""
         self.open[alert.transition.alert_id] = alert
+        self.open_by_site.setdefault(_site(alert.rule_key), {})[
+            alert.transition.alert_id] = alert
         self.by_rule_key[alert.rule_key] = alert.transition.alert_id
 
     def rule_for(self, rule_key: str) -> Rule | None:
@@ -256,6 +266,11 @@ class AlertLifecycle:
         self, alert: OpenAlert, now: Instant, details: dict[str, Any], rule: Rule | None
     ) -> AlertTransition:
         del self.open[alert.transition.alert_id]
+        site = _site(alert.rule_key)
+        of_site = self.open_by_site.get(site, {})
+        of_site.pop(alert.transition.alert_id, None)
+        if not of_site:
+            self.open_by_site.pop(site, None)
         self.by_rule_key.pop(alert.rule_key, None)
         if rule is not None and rule.cooldown > 0 and getattr(rule, "engine_cooldown", True):
             self.quiet_until[alert.rule_key] = now.mono + rule.cooldown

@@ -61,6 +61,37 @@ async def test_split_and_joined_restores_as_the_whole_snapshot(clock: SimulatedC
     assert a.next_deadline() == b.next_deadline()
 
 
+async def test_a_sites_part_is_its_share_of_the_whole_snapshot(clock: SimulatedClock) -> None:
+    """The part an alert commit writes (found by site, not by going over every site) holds
+    exactly what the whole snapshot holds of that site: open alerts, closed ones gone, also
+    after a restore."""
+    engine = make_engine()
+
+    def part(e: RuleEngine, site: str) -> dict[str, Any]:
+        _, parts = split_snapshot(stored(e.snapshot(clock.now(), {site})), e.run)
+        return parts.get(site, {})
+
+    def share(e: RuleEngine, site: str) -> dict[str, Any]:
+        _, parts = split_snapshot(stored(e.snapshot(clock.now())), e.run)
+        return parts.get(site, {})
+
+    alerts = {s: engine.on_observation(press(clock, s), clock.now())[0] for s in SITES}
+    await clock.advance(10)
+    engine.acknowledge(alerts["room-302"].alert_id, "worker-1", clock.now())
+    for s in SITES:
+        assert part(engine, s) == share(engine, s)
+    assert [a["rule_key"] for a in part(engine, "room-301")["alerts"]] == ["room-301/0/"]
+    assert part(engine, "room-302")["alerts"] == []
+
+    again = make_engine()
+    again.restore(stored(engine.snapshot(clock.now())), clock.now())
+    for s in SITES:
+        assert part(again, s) == share(again, s)
+    again.acknowledge(alerts["room-301"].alert_id, "worker-2", clock.now())
+    assert part(again, "room-301")["alerts"] == []
+    assert len(part(again, "room-303")["alerts"]) == 1
+
+
 async def test_a_part_saved_earlier_is_aged_by_its_own_save(clock: SimulatedClock) -> None:
     """room-301's part is from its press; the header and room-302's from 200 s later: the
     escalation clock of room-301's alert counts those 200 s, as a whole snapshot would."""
