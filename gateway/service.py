@@ -10,6 +10,7 @@ silent) are met by waiting on the clock, never by per-rule timers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -225,6 +226,11 @@ class Gateway:
                 sup.start("status", lambda: health.run(uplink))
                 driver_tasks = self._start_drivers(sup)
                 self._start_extras(sup)
+                # What is built by now (the config, the engine, the restored state) lives as
+                # long as this gateway: out of the collector's full passes, which otherwise
+                # went over all of it every few seconds under load and held the loop, and an
+                # SOS, for 100 ms each (docs/performance.md, "Garbage collection").
+                gc.freeze()
                 self.ready.set()
                 self.notifier.ready(f"running: {self.config.summary()}")
                 log.info("hearthgate %s running: %s", self.config.gateway.id,
@@ -234,6 +240,9 @@ class Gateway:
                 await self._shutdown(sup, driver_tasks)
                 await cancel_all(list(sup.tasks.values()))
         finally:
+            # Back to the collector: this gateway's cycles are garbage once it is gone (a
+            # config push starts another in the same process).
+            gc.unfreeze()
             store.forget_writer()
             await store.close()
 
