@@ -307,15 +307,8 @@ def start_gateway(config: Path, status: Probe, timeout: float = 30.0,
     gw = GatewayProcess(config, env=env)
     t0 = time.monotonic()
     gw.start()
-    topic = f"{P}/status"
-
-    def online() -> bool:
-        # Only what arrived after this start counts (an earlier run's "online" does not).
-        return any(at >= t0 and json.loads(p).get("state") == "online"
-                   for _t, p, at in status.on(topic))
-
     deadline = time.monotonic() + timeout
-    while not online():
+    while not said_online(status, since=t0):
         if gw.proc is None or gw.proc.poll() is not None:
             raise RuntimeError(f"gateway exited:\n{gw.log_text()[-3000:]}")
         if time.monotonic() > deadline:
@@ -498,6 +491,18 @@ class TelemetryCounter:
         self.last = at
 
 
+def said_online(probe: Probe, since: float = float("-inf")) -> bool:
+    """Whether the gateway's `online` status reached `probe` at `since` or later (a
+    retained `offline` from before an outage does not count, nor an earlier run's)."""
+    for _t, payload, at in probe.on(f"{P}/status"):
+        try:
+            if at >= since and json.loads(payload).get("state") == "online":
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return False
+
+
 def warm_up(z2m: Probe, devices: list[Button], plat: Probe, counter: TelemetryCounter | None
             = None, timeout: float = 15.0) -> None:
     """One ordinary report from every device, so that all are online (as in a lived-in
@@ -620,14 +625,18 @@ def gateway_metric(port: int, name: str) -> float:
 
 class Spy:
     """py-spy recording a process until `stop()` (when py-spy is installed and `out` given):
-    a flame graph (`.svg`) or collapsed stacks (any other name, `--format raw`)."""
+    a flame graph (`.svg`), a timed trace (`.json`, `--format chrometrace`) or collapsed
+    stacks (any other name, `--format raw`)."""
 
     def __init__(self, pid: int, out: str | None, rate: int = 100) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if out is None or not Path(spy).exists():
             return
-        fmt = "flamegraph" if out.endswith(".svg") else "raw"
+        # .json: Chrome's trace format, each sample with its time (to find one long stall
+        # among many short turns, which collapsed stacks sum away)
+        fmt = ("flamegraph" if out.endswith(".svg") else
+               "chrometrace" if out.endswith(".json") else "raw")
         self.proc = subprocess.Popen(
             # --nonblocking: sampling must not stop the gateway (it would add to its latency).
             [spy, "record", "-p", str(pid), "-o", out, "-r", str(rate), "-f", fmt,

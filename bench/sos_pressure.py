@@ -155,9 +155,12 @@ def main() -> None:
                                keep=keep) as platform2, \
                         kit.Probe(plat.port, (f"{kit.P}/telemetry",), name="telemetry2",
                                   keep=keep, on_receive=counter):
-                    # Press once the gateway is back online (its status arrives): from
-                    # then on an SOS competes with the draining backlog, not the link.
-                    platform2.wait(lambda: bool(platform2.on(f"{kit.P}/status")), 20)
+                    # Press once the gateway is back online (its `online` status arrives):
+                    # from then on an SOS competes with the draining backlog, not the link.
+                    # Not on any status: the broker hands the new subscriber the retained
+                    # `offline` at once, and presses made then waited for the gateway's
+                    # reconnect backoff (up to a second), which is not what B measures.
+                    platform2.wait(lambda: kit.said_online(platform2), 20)
                     relinked = time.monotonic()
                     pressed_b: dict[str, float] = {}
                     press_times: list[float] = []
