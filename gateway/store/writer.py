@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from hearthgate.store import pages
+from hearthgate.store import direct, pages
 
 log = logging.getLogger("hearthgate.store")
 
@@ -143,6 +143,12 @@ class Writer:
         self.db = db
         self.path = path
         self.holding: Holding = holding if holding is not None else NothingHeld()
+        # A group commit in one round trip to the connection's thread (direct.py), where
+        # this aiosqlite allows it; otherwise statement by statement, as before.
+        self._direct = direct.supported(db)
+        if not self._direct:
+            log.info("this aiosqlite cannot run a commit on its thread: each statement of a "
+                     "commit is a round trip through the event loop")
         self._queue: asyncio.Queue[tuple[Job, bool, asyncio.Future[Any]]] = asyncio.Queue()
         # Lazy writes waiting for their commit (never a durable one: an alert's fsync does
         # not carry them), and the loop's time by which they are committed.
@@ -305,17 +311,22 @@ class Writer:
         durable = any(d for _, d, _ in jobs)
         results: list[Any] = []
         try:
-            await self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            await self.db.execute("BEGIN IMMEDIATE")
-            for job, _, _ in jobs:
-                results.append(await job(self.db))
-            await self.db.execute("COMMIT")
+            if self._direct:
+                # The whole group on the connection's thread, one round trip (direct.py).
+                results = await direct.run_group(self.db, [job for job, _, _ in jobs], durable)
+            else:
+                await self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                await self.db.execute("BEGIN IMMEDIATE")
+                for job, _, _ in jobs:
+                    results.append(await job(self.db))
+                await self.db.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
-            try:
-                await self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            if not self._direct:
+                try:
+                    await self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             # Retry one by one so one bad job cannot sink the others.
             if len(jobs) > 1:
                 for item in jobs:
