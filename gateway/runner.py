@@ -102,6 +102,8 @@ class GatewayRunner:
         ring: the log ring `logs` reads; without one, `logs` is refused.
         registry: the tables configs are checked against.
         rolled_back: a probation record already rolled back at start, to report.
+        loaded: the config file as the caller already loaded it (`hearthgate run` checks it
+            before logging starts): the first gateway starts on it instead of a second load.
 
     Attributes:
         gateway: the gateway running now.
@@ -111,9 +113,10 @@ class GatewayRunner:
     def __init__(
         self, path: Path, *, data_dir: Path | None = None, clock: Clock | None = None,
         ring: LogRing | None = None, registry: Registry = STANDARD,
-        rolled_back: dict[str, Any] | None = None,
+        rolled_back: dict[str, Any] | None = None, loaded: LoadResult | None = None,
     ) -> None:
         self.path = path
+        self._loaded = loaded
         self.files = ConfigFiles(path)
         self.data_dir = data_dir
         self.clock = clock
@@ -131,7 +134,7 @@ class GatewayRunner:
     # -- the loop of gateways ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> int:
-        result = load(self.path, self.registry)
+        result, self._loaded = self._loaded or load(self.path, self.registry), None
         register_secrets(result)
         config, carry_from = result.config, None
         # The YAML parser's round-trip tree is cyclic garbage once validated (about 1 MB

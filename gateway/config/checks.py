@@ -63,7 +63,7 @@ class _Review:
         for si, site in enumerate(cfg.sites):
             devices = [(i, d) for i, d in enumerate(cfg.devices) if d.site == site.id]
             unwatchable = self._unwatchable(si, site, [d for _, d in devices])
-            for spec in cfg.registry.rules.values():
+            for spec in cfg.registry.expecting():
                 self._expected(si, site, devices, spec, unwatchable)
             self._profile_off(si, site, [d for _, d in devices])
             self._poll_vs_window(si, site, devices)
