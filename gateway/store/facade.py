@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,12 @@ class Store:
     def telemetry_dropped(self) -> int:
         """Telemetry readings dropped: over the bound, or while the disk took no writes."""
         return self._outbox.telemetry_dropped
+
+    @property
+    def fresh(self) -> dict[Priority, deque[tuple[int, OutboxItem]]]:
+        """Alert rows just committed, per class, with the `added` count that took each in
+        (`Outbox.fresh`): the uplink's to take without reading them back."""
+        return self._outbox.fresh
 
     @property
     def added(self) -> dict[Priority, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ import aiosqlite
 from hearthgate.core.model import AlertTransition, Priority
 from hearthgate.store import alert_log, audit_log, state
 from hearthgate.store.writer import Writer, storage_failure
+
+FRESH_MAX = 1000  # alert rows kept per class for the uplink to take without a read
 
 log = logging.getLogger("hearthgate.store")
 
@@ -93,6 +96,12 @@ class Outbox:
         # Bumped after each committed (or held) insert, per priority class: lets the uplink
         # skip re-reading an outbox class it found empty when nothing was added since.
         self.added: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        # The alert rows just committed, per class, with the class's `added` count that
+        # took them in: the uplink publishes one that is next in line as it is, without
+        # reading it back (a round trip to the reader's thread on an SOS's path). Bounded:
+        # rows it cannot take so are read from the outbox as every other row is.
+        self.fresh: dict[Priority, deque[tuple[int, OutboxItem]]] = {
+            p: deque(maxlen=FRESH_MAX) for p in (Priority.URGENT, Priority.ALERT)}
         # Degraded mode (disk full): the alert rows the uplink must still see.
         self._held: dict[int, OutboxItem] = {}
         self._held_seq = 0
@@ -159,8 +168,15 @@ class Outbox:
                 await self._writer.degrade(exc)
         if seqs is None:
             seqs = self._hold_alerts(transitions, payloads, engine_state)
-        for t in transitions:
+            for t in transitions:
+                self.added[t.priority] += 1
+            return seqs
+        for t, payload, seq in zip(transitions, payloads, seqs, strict=True):
             self.added[t.priority] += 1
+            fresh = self.fresh.get(t.priority)
+            if fresh is not None:
+                item = OutboxItem(seq, t.priority, "alert", t.event_id, 0, payload)
+                fresh.append((self.added[t.priority], item))
         return seqs
 
     def _hold_alerts(
