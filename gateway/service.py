@@ -428,8 +428,9 @@ class Gateway:
         # When the scan's own deadlines fall (a device offline by silence, a resident away,
         # P/devices due): computed by each scan, over every device and site, not per message.
         scan_deadline: float | None = None
+        carry: list[Observation] = []  # the rest of a batch cut short by an alert
         while True:
-            batch = self._drain()
+            batch, carry = carry or self._drain(), []
             if not batch:
                 # The checks deferred below are due soon; they recompute the deadlines.
                 due = [self.engine.next_deadline(),
@@ -450,12 +451,17 @@ class Gateway:
             scan = not batch or now.mono - last_scan >= SCAN_EVERY
             transitions: list[AlertTransition] = []
             async with self._engine_lock:
-                for obs in batch:
+                for i, obs in enumerate(batch):
                     self.health.observe(obs)
                     self._first_heard(obs)
                     if self.walk is not None:
                         self.walk.observe(obs, isoformat(obs.at.wall, self.tz))
-                    transitions += self.engine.on_observation(obs, obs.at)
+                    got = self.engine.on_observation(obs, obs.at)
+                    if got:
+                        # An alert (an SOS) is committed and sent before the rest of the
+                        # batch is looked at: a batch grows to hundreds after any stall.
+                        transitions += got
+                        carry, batch = batch[i + 1:], batch[:i + 1]
                     level = self.levels.get(obs.site_id, self.config.gateway.telemetry)
                     if level == "summary":
                         self.summariser.add(obs)
@@ -463,6 +469,8 @@ class Gateway:
                         full = self.batcher.add(obs)
                         if full is not None:
                             await self.uplink.offer_telemetry(full, 500)
+                    if carry:
+                        break
                 # ...but a device heard back (or said gone) is shown at the next tick.
                 scan = scan or (house and self.health.news)
                 if house:

@@ -13,7 +13,9 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
+from hearthgate.devkit.local_broker import MosquittoBroker
 from hearthgate.devkit.testkit import PlatformSubscriber, run_cli
 from hearthgate.store import state
 
@@ -174,3 +176,38 @@ async def test_status_online_then_offline_on_clean_stop_and_on_kill(
     await started(gateway)
     gateway.kill()  # no chance to say goodbye: the Last Will speaks for it
     await platform.wait_json(f"{P}/status", lambda b: b["state"] == "offline")
+
+
+async def test_an_sos_is_committed_before_the_rest_of_its_batch(
+    tmp_path: Path, broker: MosquittoBroker, home_broker: MosquittoBroker
+) -> None:
+    """An SOS first in a batch of hundreds of readings (the queue after a stall) is on disk
+    and on its way before the readings after it are looked at; none of them is lost."""
+    from hearthgate.core.model import Observation
+    from tests.faults.faultkit import ALERTS, InProcessGateway, write_config
+
+    config = write_config(tmp_path, broker, home_broker, ["room-301", "room-302"])
+    async with PlatformSubscriber(broker.host, broker.port, (ALERTS,)) as platform:
+        async with InProcessGateway(config) as gw:
+            g = gw.gateway
+            assert g.store is not None
+            # At each alert commit: has the rules loop taken in room-302's readings yet?
+            seen_at_commit: list[float | None] = []
+            commit = g.store.add_alerts
+
+            async def add_alerts(*args: Any, **kwargs: Any) -> Any:
+                seen_at_commit.append(g.health.devices["sos-302"].battery)
+                return await commit(*args, **kwargs)
+
+            g.store.add_alerts = add_alerts  # type: ignore[method-assign]
+            now = g.clock.now()
+            # All in the queue at once, before the rules loop runs again.
+            g.queue.put_nowait(Observation("sos-301", "room-301", "sos", True, now,
+                                           attrs={"action": "sos"}))
+            for i in range(300):
+                g.queue.put_nowait(Observation("sos-302", "room-302", "battery_pct",
+                                               50 + i % 50, now))
+            await platform.wait_for(lambda ms: [m for m in ms if m.topic == ALERTS])
+            await asyncio.wait_for(g.queue.join(), 10)
+            assert seen_at_commit == [None]
+            assert g.health.devices["sos-302"].battery == 50 + 299 % 50  # the last one
