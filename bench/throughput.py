@@ -16,8 +16,9 @@ gateway's outbox, the broker is started, and the drain rate is measured.
 Reference, same run: raw paho-mqtt publishing at QoS 1 with 1,000 in flight to the
 same (home) broker, PUBACKed messages per second: the load generator's own ceiling.
 
-Run from the repo root: `python bench/throughput.py [--profile OUT.svg]`
-(`--profile` records the gateway with py-spy during the live run, if installed).
+Run from the repo root: `python bench/throughput.py [--profile OUT.svg|OUT.txt]`
+(`--profile` records the gateway with py-spy during the live run, if installed: a flame
+graph, or collapsed stacks for any other name).
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def main() -> None:
                 counter.reset()
                 spy = None
                 if args.profile and shutil.which("py-spy"):
+                    fmt = "flamegraph" if args.profile.endswith(".svg") else "raw"
                     spy = subprocess.Popen(
                         ["py-spy", "record", "-p", str(gw.pid), "-o", args.profile, "-d", "30",
-                         "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         "-r", "200", "-f", fmt, "--nonblocking"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 lives = []
                 phases = [(args.qos, args.rate)] if args.qos is not None else \
                     [(0, RATE), (1, 0.0)]

@@ -35,6 +35,9 @@ log = logging.getLogger("hearthgate.drivers.mqtt")
 
 Handler = Callable[[str, bytes], None]
 MAX_PAYLOAD = 256 * 1024
+# Messages taken from the incoming queue per wake-up at most, so that a flood cannot keep
+# the loop from the rules and the uplink (an SOS's commit and publish) for long.
+DRAIN_MAX = 64
 LOCAL_RECONNECT = (0.1, 0.4)  # seconds: first retry, and the cap, for a loopback broker
 REMOTE_RECONNECT = (0.2, 5.0)
 
@@ -105,6 +108,12 @@ class MqttBus:
             return [(f, h) for f, h in self.handlers if topic_matches(f, topic)]
         return self._exact.get(topic, [])
 
+    def _take(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = b"" if payload is None else str(payload).encode()
+        self.dispatch(str(message.topic), bytes(payload))
+
     def dispatch(self, topic: str, payload: bytes) -> None:
         self.messages += 1
         if len(payload) > self._limits.get(topic, MAX_PAYLOAD):
@@ -122,6 +131,7 @@ class MqttBus:
         first, cap = LOCAL_RECONNECT if is_loopback(self.options.host) else REMOTE_RECONNECT
         delay = first
         while True:
+            incoming = _Incoming()
             try:
                 async with aiomqtt.Client(
                     self.options.host,
@@ -137,6 +147,7 @@ class MqttBus:
                     keepalive=max(5, int(self.options.keepalive)),
                     timeout=10,
                     socket_options=NO_DELAY,
+                    queue_type=incoming.queue_type,
                 ) as client:
                     read_in_bursts(client)
                     for topic_filter in sorted({f for f, _ in self.handlers}):
@@ -146,10 +157,15 @@ class MqttBus:
                     log.info("bus %s connected to %s:%s", self.config.id, self.options.host,
                              self.options.port)
                     async for message in client.messages:
-                        payload = message.payload
-                        if not isinstance(payload, bytes | bytearray):
-                            payload = b"" if payload is None else str(payload).encode()
-                        self.dispatch(str(message.topic), bytes(payload))
+                        self._take(message)
+                        # The messages a burst read queued behind it, without a task and a
+                        # wait each (aiomqtt's iterator makes both per message: a fifth of
+                        # the bus's cost at 4,000 messages/s).
+                        for _ in range(DRAIN_MAX):
+                            queued = incoming.take()
+                            if queued is None:
+                                break
+                            self._take(queued)
             except aiomqtt.MqttError as exc:
                 if self.connected.is_set():
                     log.warning("bus %s lost its broker: %s", self.config.id, exc)
@@ -167,3 +183,24 @@ BUS_TYPE = BusType(
     MqttBus,
     description="a local MQTT broker that devices publish to (zigbee2mqtt)",
 )
+
+
+class _Incoming:
+    """The queue aiomqtt keeps a client's incoming messages in, made through its public
+    `queue_type` argument so that the bus can take what is already queued directly."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[aiomqtt.Message] | None = None
+
+    def queue_type(self, maxsize: int = 0) -> asyncio.Queue[aiomqtt.Message]:
+        self.queue = asyncio.Queue(maxsize=maxsize)
+        return self.queue
+
+    def take(self) -> aiomqtt.Message | None:
+        """A message already queued, or None."""
+        if self.queue is None:
+            return None
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
