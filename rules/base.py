@@ -155,8 +155,10 @@ class Rule(ABC):
         The base reads `inputs()`: `"water-301 offline"` while all of them are offline (with
         the driver's reason, `"pir-301 offline (zigbee2mqtt bridge offline)"`). A rule with
         more reasons (the resident away, a routine still being learnt) overrides this and
-        joins its own to `super().blind_reason(now)`. Pure and cheap: asked after every
-        pass of the rules loop.
+        joins its own to `super().blind_reason(now)`. Pure and cheap. Asked again only
+        when the site moved (an observation, a tick of its rules, an acknowledgement) or
+        when a device of it goes offline by silence or its presence changes: a reason that
+        changes with time alone needs a `next_deadline()` (docs/rules.md, "Coverage").
         """
         devices = self.inputs()
         if devices is None:
