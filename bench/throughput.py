@@ -14,7 +14,9 @@ Then the platform broker is stopped, 100,000 readings are published into the
 gateway's outbox, the broker is started, and the drain rate is measured.
 
 Reference, same run: raw paho-mqtt publishing at QoS 1 with 1,000 in flight to the
-same (home) broker, PUBACKed messages per second: the load generator's own ceiling.
+same (home) broker, PUBACKed messages per second: the load generator's own ceiling,
+measured before the gateway starts and again after it stops; the QoS 1 live figure is
+judged against their mean (issue 17: ≥ 0.9).
 
 Run from the repo root: `python bench/throughput.py [--profile OUT.svg|OUT.txt]`
 (`--profile` records the gateway with py-spy during the live run, if installed: a flame
@@ -96,6 +98,9 @@ def main() -> None:
                 rc = gw.stop()
             finally:
                 gw.close()
+        # Again once the gateway is gone: one sample of raw paho moved by a quarter between
+        # runs here (3,800-4,900 msg/s in an afternoon), as much as what is measured.
+        reference_after = kit.raw_paho_rate(local.port, count=30_000)
 
     for qos, rate, sent, pub_s, expected, live, live_s in lives:
         how = f"offered at {rate * kit.READINGS_PER_MESSAGE:,.0f} readings/s" if rate else \
@@ -109,8 +114,18 @@ def main() -> None:
           f"{drain_s:.2f} s = {drained / drain_s:,.0f} readings/s")
     if first_back is not None:
         print(f"            first message {first_back - t_start:.2f} s after the broker started")
-    print(f"reference   raw paho QoS 1, 1,000 in flight: {reference:,.0f} msg/s "
-          f"(= {reference * kit.READINGS_PER_MESSAGE:,.0f} readings/s at two per message)")
+    print(f"reference   raw paho QoS 1, 1,000 in flight: {reference:,.0f} msg/s before the "
+          f"gateway, {reference_after:,.0f} after (= "
+          f"{reference * kit.READINGS_PER_MESSAGE:,.0f} and "
+          f"{reference_after * kit.READINGS_PER_MESSAGE:,.0f} readings/s at two per message)")
+    mean_ref = (reference + reference_after) / 2 * kit.READINGS_PER_MESSAGE
+    for qos, _rate, _sent, _pub_s, expected, live, live_s in lives:
+        if qos == 1 and live == expected:
+            ratio = live / live_s / mean_ref
+            best = max(reference, reference_after) * kit.READINGS_PER_MESSAGE
+            print(f"verdict     QoS 1 lossless throughput / raw paho (mean of the two): "
+                  f"{ratio:.2f}  {'PASS' if ratio >= 0.9 else 'FAIL'} (≥ 0.9); against the "
+                  f"better one {live / live_s / best:.2f}")
     print(f"target: ≥ 10,000 readings/s lossless; gateway exit code on SIGTERM: {rc}")
 
 
