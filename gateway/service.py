@@ -229,7 +229,7 @@ class Gateway:
                 # What is built by now (the config, the engine, the restored state) lives as
                 # long as this gateway: out of the collector's full passes, which otherwise
                 # went over all of it every few seconds under load and held the loop, and an
-                # SOS, for 100 ms each (docs/performance.md, "Garbage collection").
+                # SOS, for 100 ms each (docs/performance.md, issue 17 third round, step 1).
                 gc.freeze()
                 self.ready.set()
                 self.notifier.ready(f"running: {self.config.summary()}")
