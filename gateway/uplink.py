@@ -561,7 +561,9 @@ class Uplink:
         while fresh and len(taken) < free:
             index, item = fresh[0]
             if index <= exhausted_at[prio] or item.seq <= cursors[prio]:
-                fresh.popleft()  # read already, or published by a read under way
+                # Read already: before the class was read to the end, or by a read that
+                # took rows committed while it ran.
+                fresh.popleft()
                 continue
             if exhausted_at[prio] < 0 or index != exhausted_at[prio] + 1 + len(taken):
                 break  # rows before it are still to be read: a read goes first

@@ -166,15 +166,13 @@ class Outbox:
                 if not storage_failure(exc):
                     raise
                 await self._writer.degrade(exc)
+        held = seqs is None
         if seqs is None:
             seqs = self._hold_alerts(transitions, payloads, engine_state)
-            for t in transitions:
-                self.added[t.priority] += 1
-            return seqs
         for t, payload, seq in zip(transitions, payloads, seqs, strict=True):
             self.added[t.priority] += 1
-            fresh = self.fresh.get(t.priority)
-            if fresh is not None:
+            fresh = None if held else self.fresh.get(t.priority)
+            if fresh is not None:  # held rows are the uplink's through `pending`
                 item = OutboxItem(seq, t.priority, "alert", t.event_id, 0, payload)
                 fresh.append((self.added[t.priority], item))
         return seqs

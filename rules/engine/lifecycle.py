@@ -29,9 +29,9 @@ DEFAULT_ESCALATE_AFTER: dict[Severity, float | None] = {
 MAX_ESCALATIONS = 3
 
 
-def _site(rule_key: str) -> str:
-    """The site of a rule key ("<site>/<rule index>/<signal key>")."""
-    return rule_key.split("/", 1)[0]
+def site_of(key: str) -> str:
+    """The site a rule key or snapshot key ("<site>/<rule index>/...") belongs to."""
+    return key.split("/", 1)[0]
 
 
 class UnknownAlert(LookupError):
@@ -223,7 +223,7 @@ class AlertLifecycle:
     def adopt(self, alert: OpenAlert) -> None:
         """Take `alert` as open (from a snapshot)."""
         self.open[alert.transition.alert_id] = alert
-        self.open_by_site.setdefault(_site(alert.rule_key), {})[
+        self.open_by_site.setdefault(site_of(alert.rule_key), {})[
             alert.transition.alert_id] = alert
         self.by_rule_key[alert.rule_key] = alert.transition.alert_id
 
@@ -266,7 +266,7 @@ class AlertLifecycle:
         self, alert: OpenAlert, now: Instant, details: dict[str, Any], rule: Rule | None
     ) -> AlertTransition:
         del self.open[alert.transition.alert_id]
-        site = _site(alert.rule_key)
+        site = site_of(alert.rule_key)
         of_site = self.open_by_site.get(site, {})
         of_site.pop(alert.transition.alert_id, None)
         if not of_site:

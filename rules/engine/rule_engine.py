@@ -18,14 +18,18 @@ from hearthgate.rules.engine.clocks import (
     WallClockTrust,
 )
 from hearthgate.rules.engine.deadlines import RuleDeadlines
-from hearthgate.rules.engine.lifecycle import MAX_ESCALATIONS, AlertLifecycle, OpenAlert
+from hearthgate.rules.engine.lifecycle import (
+    MAX_ESCALATIONS,
+    AlertLifecycle,
+    OpenAlert,
+    site_of,
+)
 from hearthgate.rules.engine.snapshot import (
     is_current,
     restore_alerts,
     restore_rules,
     restore_sites,
     saved_clocks,
-    site_of,
     take_snapshot,
 )
 from hearthgate.rules.site_state import SiteState
@@ -131,8 +135,7 @@ class RuleEngine:
     def on_observation(self, obs: Observation, now: Instant) -> list[AlertTransition]:
         now = self._engine_time(now)
         obs = self._clocks.estimated_observation(obs)
-        self.changed.add(obs.site_id)
-        self._coverage_stale.add(obs.site_id)
+        self._moved((obs.site_id,))
         out: list[AlertTransition] = []
         said: list[tuple[int, Rule, list[Signal]]] = []
         for index, rule in enumerate(self.rules_by_site.get(obs.site_id, ())):
@@ -164,8 +167,7 @@ class RuleEngine:
         now = self._engine_time(now)
         out: list[AlertTransition] = []
         for site_id, index in self._deadlines.pop_due(now.mono):
-            self.changed.add(site_id)
-            self._coverage_stale.add(site_id)
+            self._moved((site_id,))
             rule = self.rules_by_site[site_id][index]
             try:
                 signals = rule.on_tick(now)
@@ -177,8 +179,7 @@ class RuleEngine:
         out += self._alerts.release_pending(now)
         out += self._alerts.close_orphans(now)
         out += self._alerts.escalate(now)
-        self.changed.update(t.site_id for t in out)
-        self._coverage_stale.update(t.site_id for t in out)
+        self._moved({t.site_id for t in out})
         return out
 
     def acknowledge(self, alert_id: str, by: str, now: Instant) -> list[AlertTransition]:
@@ -190,9 +191,14 @@ class RuleEngine:
         site_id = self.site_of_alert(alert_id)
         out = self._alerts.acknowledge(alert_id, by, self._engine_time(now))
         if site_id is not None:
-            self.changed.add(site_id)
-            self._coverage_stale.add(site_id)
+            self._moved((site_id,))
         return out
+
+    def _moved(self, site_ids: Collection[str]) -> None:
+        """Something of these sites changed: their state is to be saved again
+        (`changed`) and their coverage asked again (`coverage`)."""
+        self.changed.update(site_ids)
+        self._coverage_stale.update(site_ids)
 
     def site_of_alert(self, alert_id: str) -> str | None:
         """The site of an open alert (None when it is not open)."""

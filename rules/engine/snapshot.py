@@ -14,7 +14,7 @@ from typing import Any
 
 from hearthgate.core.model import AlertState, AlertTransition, Instant, Severity
 from hearthgate.rules.base import Raise, Rule
-from hearthgate.rules.engine.lifecycle import AlertLifecycle, OpenAlert
+from hearthgate.rules.engine.lifecycle import AlertLifecycle, OpenAlert, site_of
 from hearthgate.rules.site_state import SiteState
 
 log = logging.getLogger("hearthgate.rules")
@@ -23,11 +23,6 @@ SNAPSHOT_VERSION = 2
 # The stored form, split per site (`split_snapshot`): a small header row and one row per
 # site, so that an alert commit writes its own site's state and not every other site's.
 SPLIT_VERSION = 3
-
-
-def site_of(key: str) -> str:
-    """The site a snapshot key ("<site>/<rule index>/...") belongs to."""
-    return key.split("/", 1)[0]
 
 
 def take_snapshot(
